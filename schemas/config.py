@@ -1,0 +1,111 @@
+"""The team config: `trainops.toml` laid over the embedded `defaults.toml`.
+
+Defaults, presets, the model table, limits and access rules live in a file a team can read and
+review, not in code. A bad file is a clear one-line error naming the file and the field.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from schemas.errors import UserError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+DEFAULTS_FILE = Path(__file__).with_name("defaults.toml")
+
+
+class ConfigError(UserError):
+    """trainops.toml is unreadable or invalid; the message names the file and the field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Defaults(_Strict):
+    budget_usd: float = Field(gt=0)
+    warn: float = Field(gt=0, le=1)
+    model: str
+    data: str
+    seq_len: int = Field(gt=0)
+    batch_size: int = Field(gt=0)
+    peft: str
+    precision: str
+    spot: str
+    region: str
+    quote_ttl_h: float = Field(gt=0)
+    max_recoveries: int = Field(ge=0)
+
+
+class Limits(_Strict):
+    max_budget_usd: float = Field(gt=0)
+    max_cap_usd: float = Field(gt=0)
+    max_deadline_h: float = Field(gt=0)
+
+
+class Access(_Strict):
+    allowed_channels: list[str] = Field(default_factory=list)
+    allowed_users: list[str] = Field(default_factory=list)
+
+
+class Preset(_Strict):
+    samples: int | None = Field(default=None, gt=0)
+    epochs: int | None = Field(default=None, gt=0)
+    max_steps: int | None = Field(default=None, gt=0)
+    seq_len: int | None = Field(default=None, gt=0)
+
+
+class ModelInfo(_Strict):
+    params_b: float = Field(gt=0)
+    layers: int = Field(gt=0)
+    hidden: int = Field(gt=0)
+    family: str
+
+
+class TeamConfig(_Strict):
+    defaults: Defaults
+    limits: Limits
+    access: Access = Field(default_factory=Access)
+    presets: dict[str, Preset]
+    models: dict[str, ModelInfo]
+    # Utilisation overrides: "<gpu>/<method>" -> fraction of peak, e.g. "a10g/lora" = 0.3.
+    calibration: dict[str, float] = Field(default_factory=dict)
+    source: str = "embedded defaults"
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_config(path: str | Path | None = None) -> TeamConfig:
+    """Embedded defaults, overlaid by `path` when it exists. A missing file is not an error
+    (a fresh machine has none); an unreadable or invalid one is."""
+    data = tomllib.loads(DEFAULTS_FILE.read_text())
+    source = "embedded defaults"
+    if path is not None and Path(path).is_file():
+        try:
+            team = tomllib.loads(Path(path).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+        data = _merge(data, team)
+        source = str(path)
+    try:
+        return TeamConfig.model_validate({**data, "source": source})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"{source}: {where}: {first['msg']}") from None
+
+
+@lru_cache(maxsize=8)
+def cached_config(path: str | None) -> TeamConfig:
+    return load_config(path)

@@ -1,0 +1,5 @@
+"""What runs on the GPU machine: the agent, the sft recipe and checkpoints.
+
+Importing this package must stay cheap (no torch at import time): the control plane imports
+`training.report` helpers and the bundle builder without the `train` extra.
+"""
