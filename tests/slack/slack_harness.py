@@ -1,0 +1,121 @@
+"""Helpers the Slack tests share: who is who, the secrets of this run, and a Slack that signs
+what it sends to the bot's real HTTP endpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+from fake_slack import FakeSlack
+from slack_sdk.signature import SignatureVerifier
+
+
+def redis_url() -> str:
+    return os.environ.get("TRAINOPS_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+
+
+REDIS_DB = 6  # this folder's own Redis database, so other areas' queues never meet ours
+CHANNEL, REQUESTER, APPROVER, BYSTANDER = "C0TEST", "UREQUESTER", "UAPPROVER", "UBYSTANDER"
+SMALL = "sft smoke model=tiny budget=50"  # fits its budget: the requester may approve
+OVER = "sft full model=7B budget=1"  # cheapest feasible ≈ $1.09: over budget, needs an approver
+# Random per run, so a test can grep every log line for them.
+BOT_TOKEN = "xoxb-" + secrets.token_hex(12)
+SIGNING_SECRET = secrets.token_hex(16)
+
+
+@dataclass
+class Bot:
+    """The real HTTP endpoint of `trainops serve`, and a Slack that signs what it sends."""
+
+    url: str
+    slack: FakeSlack
+    app: object
+    app_db: object
+    secret: str = SIGNING_SECRET
+
+    def post(self, body: str, *, timestamp: int | None = None, signature: str | None = None,
+             content_type: str = "application/x-www-form-urlencoded") -> tuple[int, str]:
+        ts = str(int(time.time()) if timestamp is None else timestamp)
+        sig = signature or SignatureVerifier(self.secret).generate_signature(timestamp=ts,
+                                                                             body=body)
+        req = urllib.request.Request(self.url, data=body.encode(), method="POST", headers={
+            "Content-Type": content_type, "X-Slack-Request-Timestamp": ts,
+            "X-Slack-Signature": sig})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                return resp.status, resp.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    def command_body(self, text: str, user: str = REQUESTER, channel: str = CHANNEL) -> str:
+        return urlencode({
+            "token": "legacy-verification-token", "team_id": "T0TEST", "team_domain": "test",
+            "channel_id": channel, "channel_name": "ml-runs", "user_id": user,
+            "user_name": user.lower(), "command": "/train", "text": text, "api_app_id": "A0TEST",
+            "response_url": f"{self.slack.url}/response/command", "trigger_id": "1.2.abc",
+        })
+
+    def command(self, text: str, user: str = REQUESTER, channel: str = CHANNEL) -> dict:
+        status, body = self.post(self.command_body(text, user, channel))
+        assert status == 200, (status, body)
+        return json.loads(body) if body else {}
+
+    def click_body(self, action_id: str, job_id: str, user: str, root_ts: str | None) -> str:
+        payload = {
+            "type": "block_actions", "api_app_id": "A0TEST", "token": "legacy-verification-token",
+            "team": {"id": "T0TEST", "domain": "test"},
+            "user": {"id": user, "username": user.lower(), "team_id": "T0TEST"},
+            "channel": {"id": CHANNEL, "name": "ml-runs"},
+            "container": {"type": "message", "message_ts": root_ts, "channel_id": CHANNEL,
+                          "is_ephemeral": False},
+            "message": {"type": "message", "ts": root_ts, "text": "quote"},
+            "trigger_id": "1.2.def", "response_url": f"{self.slack.url}/response/action",
+            "actions": [{"type": "button", "action_id": action_id, "block_id": f"decide:{job_id}",
+                         "value": job_id, "action_ts": str(time.time())}],
+        }
+        return urlencode({"payload": json.dumps(payload)})
+
+    def click(self, action_id: str, job_id: str, user: str, root_ts: str | None = None) -> int:
+        status, _ = self.post(self.click_body(action_id, job_id, user, root_ts))
+        return status
+
+
+def wait_until(predicate, timeout: float = 15.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def quoted(bot, text: str = SMALL):
+    """/train TEXT, then wait for the worker's quote message; returns (job, the post call)."""
+    from workers.jobs import get_job
+
+    answer = bot.command(text)
+    assert answer["response_type"] == "ephemeral" and "Quoting" in answer["text"]
+    post = bot.slack.wait_for("chat.postMessage", where=lambda c: "thread_ts" not in c.body)[-1]
+    actions = [b for b in post.blocks() if b["type"] == "actions"]
+    job_id = actions[0]["elements"][0]["value"]
+    job = wait_until(lambda: (j := get_job(bot.app_db, job_id)) and j.root_ts and j,
+                     what="root message recorded")
+    return job, post
+
+
+def buttons(post) -> dict[str, str]:
+    actions = [b for b in post.blocks() if b["type"] == "actions"]
+    return {e["action_id"]: e["value"] for a in actions for e in a["elements"]}
+
+
+def _job(bot, job_id):
+    from workers.jobs import get_job
+
+    return get_job(bot.app_db, job_id)

@@ -1,0 +1,56 @@
+"""SlackNotifier: the runner's news lands in the job's thread; an expired quote loses its buttons."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from slack_harness import CHANNEL, REQUESTER
+from test_slack_blocks import BASE
+
+from workers.records import JobView
+
+NOW = datetime(2025, 6, 1, tzinfo=UTC)
+
+
+def view(**kw) -> JobView:
+    values = dict(job_id="j-abc123", status="running", requester=REQUESTER, channel=CHANNEL,
+                  root_ts="1700000001.000100", text="sft smoke", budget_usd=50, cap_usd=50,
+                  warn=0.8, spend_usd=0, created_at=NOW, updated_at=NOW, quote=BASE)
+    values.update(kw)
+    return JobView(**values)
+
+
+def test_notifier_for_picks_slack_when_a_token_is_set(slack_env, fake_slack):
+    from schemas.settings import get_settings
+    from workers.notify import notifier_for
+    from workers.notify_slack import SlackNotifier
+
+    fake_slack.reset()
+    notifier = notifier_for(get_settings())
+    assert isinstance(notifier, SlackNotifier)
+    notifier.event(view(), "launched", "spot g5.xlarge in us-east-1a (i-123)")
+    call = fake_slack.wait_for("chat.postMessage")[0]
+    assert call.authorized and call.body["thread_ts"] == "1700000001.000100"
+    assert call.body["channel"] == CHANNEL and "i-123" in call.body["text"]
+
+
+def test_expired_quote_loses_its_buttons(slack_env, fake_slack):
+    from schemas.settings import get_settings
+    from workers.notify_slack import SlackNotifier
+
+    fake_slack.reset()
+    SlackNotifier(get_settings()).event(view(status="expired"), "expired", "quote expired")
+    update = fake_slack.wait_for("chat.update")[0]
+    assert update.body["ts"] == "1700000001.000100"
+    assert "Quote expired" in json.dumps(update.blocks())
+    assert not [b for b in update.blocks() if b["type"] == "actions"]
+
+
+def test_a_job_without_a_channel_posts_nothing(slack_env, fake_slack):
+    from schemas.settings import get_settings
+    from workers.notify_slack import SlackNotifier
+
+    fake_slack.reset()
+    SlackNotifier(get_settings()).event(view(channel=None, root_ts=None), "launched", "x")
+    assert not fake_slack.calls
