@@ -104,6 +104,9 @@ class QuoteOption(_Model):
     tokens_per_s: float = 0.0  # expected throughput of the whole instance
     calibration: str = ""  # where the utilisation figure came from
     interruption_bucket: str | None = None  # spot only: the advisor's bucket, e.g. "<5%"
+    fits_deadline: bool = True  # expected hours within the request's deadline (or no deadline)
+    gradient_checkpointing: bool = False  # needed to fit this option's GPU memory
+    memory_gb: float = 0.0  # GPU memory needed per GPU (GB)
 
 
 class Quote(_Model):
@@ -208,6 +211,9 @@ class Control(_Model):
     """
 
     stop: bool = False
+    # Rehearse a spot interruption (`trainops interrupt JOB`, local provider): the agent takes the
+    # very path an IMDS notice takes — checkpoint now, upload, status interrupted, exit.
+    interrupt: bool = False
     deadline: datetime | None = None
     cap_usd: float | None = None
     updated_at: datetime = Field(default_factory=utcnow)

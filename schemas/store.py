@@ -161,8 +161,10 @@ class S3Store:
         return sorted(keys)
 
     def delete(self, key: str) -> None:
-        keys = self.list(key) or [key]
-        for k in keys:
+        """The object `key` and everything under `key/` — not other keys that merely start with
+        the same characters (deleting `step-2` must leave `step-20` alone)."""
+        folder = key.rstrip("/")
+        for k in [*self.list(folder + "/"), folder]:
             self.client.delete_object(Bucket=self.bucket, Key=self._key(k))
 
 
