@@ -1,0 +1,1 @@
+"""Alembic migrations for trainops' tables (run with `trainops db upgrade`)."""

@@ -1,0 +1,170 @@
+"""The database tables (sqlmodel). The migrations in schemas/migrations create exactly these.
+
+Money is a Decimal end to end (`Money`): PostgreSQL stores NUMERIC(14, 6); SQLite, which has no
+decimal type and would turn a NUMERIC column into a float, stores the decimal's text. Times are
+always aware UTC (`UTCDateTime`): SQLite keeps no time zone, so it is put back on read.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from schemas.spec import utcnow
+
+
+class UTCDateTime(sa.types.TypeDecorator):
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: trainops stores aware UTC times only")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+class Money(sa.types.TypeDecorator):
+    impl = sa.Numeric(14, 6)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect):
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(sa.String(40))
+        return dialect.type_descriptor(sa.Numeric(14, 6, asdecimal=True))
+
+    def process_bind_param(self, value: Any, dialect) -> Any:
+        if value is None:
+            return None
+        # str(float) keeps what a person typed (100.1, not 100.0999999...).
+        exact = value if isinstance(value, Decimal) else Decimal(str(value))
+        return str(exact) if dialect.name == "sqlite" else exact
+
+    def process_result_value(self, value: Any, dialect) -> Decimal | None:
+        return None if value is None else Decimal(str(value))
+
+
+def _money(**kw) -> Any:
+    return Field(sa_type=Money, **kw)
+
+
+def _time(**kw) -> Any:
+    return Field(sa_type=UTCDateTime, **kw)
+
+
+class Job(SQLModel, table=True):
+    __tablename__ = "jobs"
+
+    id: str = Field(primary_key=True, max_length=32)
+    status: str = Field(index=True, max_length=32)
+    failure_cause: str | None = Field(default=None, max_length=64)
+    requester: str = Field(max_length=128)
+    channel: str | None = Field(default=None, max_length=64)
+    root_ts: str | None = Field(default=None, max_length=64)
+    text: str = ""
+    request: dict = Field(default_factory=dict, sa_type=sa.JSON)
+    provider: str | None = Field(default=None, max_length=16)
+    budget_usd: Decimal = _money()
+    cap_usd: Decimal = _money()
+    warn: float = 0.8
+    spend_usd: Decimal = _money(default=Decimal(0))
+    # What the approval allows the launch plan to spend and use (workers/budget.py decides).
+    allowance_usd: Decimal | None = _money(default=None)
+    on_demand_ok: bool = False
+    approved_by: str | None = Field(default=None, max_length=128)
+    decided_at: datetime | None = _time(default=None)
+    quote_expires_at: datetime | None = _time(default=None)
+    # Why a graceful stop was asked for ("cap" or "user"): decides stopped_at_cap vs cancelled.
+    stop_reason: str | None = Field(default=None, max_length=16)
+    recoveries: int = 0
+    # A provision task holds the job until this time; a redelivered task waits it out.
+    lease_until: datetime | None = _time(default=None)
+    created_at: datetime = _time(default_factory=utcnow)
+    updated_at: datetime = _time(default_factory=utcnow)
+
+
+class QuoteRecord(SQLModel, table=True):
+    """The quote a job was approved on, kept whole: the options' order is the launch order."""
+
+    __tablename__ = "quotes"
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: str = Field(foreign_key="jobs.id", index=True, max_length=32)
+    payload: dict = Field(sa_type=sa.JSON)  # schemas.spec.Quote as JSON, options included
+    options: list = Field(default_factory=list, sa_type=sa.JSON)  # [QuoteOption], cheapest first
+    recommended_rank: int | None = None  # index into options
+    over_budget_usd: Decimal = _money(default=Decimal(0))
+    created_at: datetime = _time(default_factory=utcnow)
+
+
+class Approval(SQLModel, table=True):
+    __tablename__ = "approvals"
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: str = Field(foreign_key="jobs.id", index=True, max_length=32)
+    actor: str = Field(max_length=128)
+    decision: str = Field(max_length=32)  # approve | approve_on_demand | reject
+    over_budget: bool = False
+    as_approver: bool = False
+    at: datetime = _time(default_factory=utcnow)
+
+
+class Attempt(SQLModel, table=True):
+    """One machine for one job: the first launch, each fallback that got a machine, each recovery."""
+
+    __tablename__ = "attempts"
+    __table_args__ = (sa.UniqueConstraint("job_id", "attempt", name="uq_attempt_job_number"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: str = Field(foreign_key="jobs.id", index=True, max_length=32)
+    attempt: int
+    provider: str = Field(max_length=16)
+    instance_id: str | None = Field(default=None, index=True, max_length=64)
+    instance_type: str | None = Field(default=None, max_length=64)
+    zone: str | None = Field(default=None, max_length=64)
+    market: str | None = Field(default=None, max_length=16)
+    hourly_usd: Decimal | None = _money(default=None)
+    launched_at: datetime | None = _time(default=None)
+    ended_at: datetime | None = _time(default=None)
+    end_reason: str | None = None
+    created_at: datetime = _time(default_factory=utcnow)
+
+
+class SpendEntry(SQLModel, table=True):
+    """One metered interval of one attempt: amount = billed_seconds / 3600 x price, by `rule`."""
+
+    __tablename__ = "spend_entries"
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: str = Field(foreign_key="jobs.id", index=True, max_length=32)
+    attempt_id: int | None = Field(default=None, foreign_key="attempts.id")
+    interval_start: datetime = _time()
+    interval_end: datetime = _time()
+    billed_seconds: int
+    price_usd_per_hour: Decimal = _money()
+    amount_usd: Decimal = _money()
+    rule: str  # e.g. "per-second, 60 s minimum per start; spot price us-east-1a at 12:00"
+    created_at: datetime = _time(default_factory=utcnow)
+
+
+class Event(SQLModel, table=True):
+    """Append-only: every move and everything worth telling the thread, with who did it."""
+
+    __tablename__ = "events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: str = Field(foreign_key="jobs.id", index=True, max_length=32)
+    kind: str = Field(max_length=32)
+    actor: str = Field(max_length=128)
+    message: str = ""
+    at: datetime = _time(default_factory=utcnow)

@@ -1,0 +1,259 @@
+"""EC2: spot (or on-demand) GPU machines for training, with reconcile-before-create launches.
+
+Every launch first lists the job's machines by tag, so a redelivered or retried provision never
+makes a second one, and passes a ClientToken derived from the job, attempt, type, zone and
+market, so even two racing requests make one machine. Capacity errors are translated into
+CapacityError with a scope the launch plan acts on; nothing else is retried here (boto3's
+standard retry mode already retries throttling and 5xx a few times).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Iterable
+from decimal import Decimal
+from functools import cached_property
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from schemas.settings import Settings
+from workers.budget import usd
+from workers.providers.base import (
+    TAG_ATTEMPT,
+    TAG_JOB,
+    CapacityError,
+    LaunchError,
+    LaunchRequest,
+    Machine,
+    QuotaError,
+    TransientError,
+)
+from workers.providers.quotas import SpotQuotaCheck
+
+log = logging.getLogger(__name__)
+
+# The Deep Learning AMI with PyTorch, through its public SSM parameter (always the latest build).
+DLAMI_PARAMETER = ("/aws/service/deeplearning/ami/x86_64/"
+                   "oss-nvidia-driver-gpu-pytorch-2.9-ubuntu-24.04/latest/ami-id")
+
+# The one map from EC2 states to ours.
+STATES = {"pending": "pending", "running": "running", "shutting-down": "terminating",
+          "terminated": "terminated", "stopping": "stopped", "stopped": "stopped"}
+
+# Named errors, and how far the launch plan should step away from them. Anything not named
+# here is not retried: a bad AMI or instance profile fails the same way in every zone.
+CAPACITY_SCOPES = {
+    "InsufficientInstanceCapacity": "zone",
+    "InsufficientHostCapacity": "zone",
+    "InsufficientCapacity": "zone",
+    "Unsupported": "zone",  # this type is not offered in this zone
+    "SpotMaxPriceTooLow": "zone",
+    "MaxSpotInstanceCountExceeded": "market",
+}
+QUOTA_CODES = {"VcpuLimitExceeded", "InstanceLimitExceeded"}
+TRANSIENT_CODES = {"RequestLimitExceeded", "InternalError", "ServiceUnavailable", "Unavailable",
+                   "InsufficientFreeAddressesInSubnet"}
+DESCRIBE_BATCH = 1000
+_MISSING_ID = re.compile(r"i-[0-9a-f]+")
+
+
+def _code(exc: ClientError) -> str:
+    return exc.response.get("Error", {}).get("Code", "Unknown")
+
+
+def _tags(job_id: str, attempt: int) -> list[dict]:
+    return [{"Key": TAG_JOB, "Value": job_id}, {"Key": TAG_ATTEMPT, "Value": str(attempt)},
+            {"Key": "Name", "Value": f"trainops {job_id} #{attempt}"}]
+
+
+def _machine(inst: dict) -> Machine:
+    tags = {t["Key"]: t["Value"] for t in inst.get("Tags", [])}
+    attempt = tags.get(TAG_ATTEMPT)
+    return Machine(
+        instance_id=inst["InstanceId"], state=STATES.get(inst["State"]["Name"], "terminated"),
+        instance_type=inst.get("InstanceType"),
+        zone=inst.get("Placement", {}).get("AvailabilityZone"),
+        market="spot" if inst.get("InstanceLifecycle") == "spot" else "on-demand",
+        job_id=tags.get(TAG_JOB), attempt=int(attempt) if attempt and attempt.isdigit() else None,
+        launched_at=inst.get("LaunchTime"),
+        state_reason=(inst.get("StateReason") or {}).get("Code"),
+    )
+
+
+class AwsProvider:
+    name = "aws"
+
+    def __init__(self, settings: Settings, session: boto3.Session | None = None):
+        self.settings = settings
+        session = session or boto3.Session(region_name=settings.aws_region)
+        config = Config(retries={"mode": "standard", "max_attempts": 4})
+        self.ec2 = session.client("ec2", config=config)
+        self._session = session
+        self.quotas = SpotQuotaCheck(session, self.ec2)
+
+    # --- settings-derived, looked up once per process ------------------------------------
+    @cached_property
+    def ami(self) -> str:
+        if self.settings.aws_ami:
+            return self.settings.aws_ami
+        try:
+            ssm = self._session.client("ssm")
+            return ssm.get_parameter(Name=DLAMI_PARAMETER)["Parameter"]["Value"]
+        except (ClientError, BotoCoreError) as exc:
+            raise LaunchError("AmiLookup", f"cannot read {DLAMI_PARAMETER} ({exc}); "
+                                           "set TRAINOPS_AWS_AMI") from None
+
+    @cached_property
+    def _subnet_zones(self) -> dict[str, str]:
+        subnets = self.settings.aws_subnets
+        if not subnets:
+            return {}
+        found = self.ec2.describe_subnets(SubnetIds=subnets)["Subnets"]
+        return {s["SubnetId"]: s["AvailabilityZone"] for s in found}
+
+    def zones(self, region: str) -> list[str | None]:
+        if self._subnet_zones:
+            return sorted(set(self._subnet_zones.values()))
+        return [None]  # let EC2 place it; the option's own zone is tried first by the plan
+
+    def hourly_usd(self, instance_type: str, market: str, quoted_usd: float) -> Decimal:
+        return usd(quoted_usd)
+
+    def precheck(self, instance_type: str, market: str) -> None:
+        self.quotas.check(instance_type, market)
+
+    # --- reads ---------------------------------------------------------------------------
+    def _describe(self, **kwargs) -> list[Machine]:
+        machines = []
+        try:
+            for page in self.ec2.get_paginator("describe_instances").paginate(**kwargs):
+                for reservation in page["Reservations"]:
+                    machines.extend(_machine(i) for i in reservation["Instances"])
+        except ClientError as exc:
+            if _code(exc) in TRANSIENT_CODES:
+                raise TransientError(str(exc)) from exc
+            raise
+        return machines
+
+    def find(self, job_id: str, attempt: int | None = None) -> list[Machine]:
+        filters = [{"Name": f"tag:{TAG_JOB}", "Values": [job_id]},
+                   {"Name": "instance-state-name", "Values": ["pending", "running"]}]
+        if attempt is not None:
+            filters.append({"Name": f"tag:{TAG_ATTEMPT}", "Values": [str(attempt)]})
+        return self._describe(Filters=filters)
+
+    def describe(self, instance_ids: Iterable[str]) -> dict[str, Machine]:
+        ids = sorted(set(instance_ids))
+        out: dict[str, Machine] = {}
+        for start in range(0, len(ids), DESCRIBE_BATCH):
+            batch = ids[start:start + DESCRIBE_BATCH]
+            while batch:
+                try:
+                    machines = self._describe(InstanceIds=batch)
+                    out.update((m.instance_id, m) for m in machines)
+                    break
+                except ClientError as exc:
+                    if _code(exc) != "InvalidInstanceID.NotFound":
+                        raise
+                    # Gone long enough that EC2 forgot it: drop those ids and ask again.
+                    missing = set(_MISSING_ID.findall(str(exc)))
+                    if not missing & set(batch):
+                        break
+                    batch = [i for i in batch if i not in missing]
+        return out
+
+    def list_tagged(self) -> list[Machine]:
+        return self._describe(Filters=[
+            {"Name": "tag-key", "Values": [TAG_JOB]},
+            {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]},
+        ])
+
+    # --- writes --------------------------------------------------------------------------
+    def launch(self, request: LaunchRequest) -> Machine:
+        existing = [] if request.reconciled else self.find(request.job_id, request.attempt)
+        if existing:  # a retried or redelivered launch: adopt, never create a second one
+            log.info("adopting %s for %s #%d", existing[0].instance_id, request.job_id,
+                     request.attempt)
+            return existing[0]
+        try:
+            reply = self._run_instances(self._run_args(request))
+        except ClientError as exc:
+            code, message = _code(exc), exc.response.get("Error", {}).get("Message", "")
+            if code in CAPACITY_SCOPES:
+                raise CapacityError(code, message, CAPACITY_SCOPES[code]) from None
+            if code in QUOTA_CODES:
+                raise QuotaError(code, message, request.market) from None
+            if code in TRANSIENT_CODES:
+                raise TransientError(f"{code}: {message}") from None
+            raise LaunchError(code, message) from None
+        return _machine(reply["Instances"][0])
+
+    def _run_instances(self, args: dict) -> dict:
+        """The one call that creates machines (tests inject capacity errors here)."""
+        return self.ec2.run_instances(**args)
+
+    def _run_args(self, request: LaunchRequest) -> dict:
+        tags = _tags(request.job_id, request.attempt)
+        args: dict = {
+            "ImageId": self.ami, "InstanceType": request.instance_type,
+            "MinCount": 1, "MaxCount": 1, "ClientToken": request.client_token,
+            # The agent powers off at its deadline; off must mean gone, never "stopped and
+            # still billing for disk".
+            "InstanceInitiatedShutdownBehavior": "terminate",
+            "MetadataOptions": {"HttpTokens": "required", "HttpEndpoint": "enabled",
+                                "HttpPutResponseHopLimit": 2},
+            "TagSpecifications": [{"ResourceType": "instance", "Tags": tags},
+                                  {"ResourceType": "volume", "Tags": tags}],
+            "BlockDeviceMappings": [{"DeviceName": "/dev/sda1", "Ebs": {
+                "VolumeSize": request.disk_gb, "VolumeType": "gp3",
+                "DeleteOnTermination": True}}],
+        }
+        if request.user_data:
+            args["UserData"] = request.user_data
+        if request.market == "spot":
+            spot = {"SpotInstanceType": "one-time", "InstanceInterruptionBehavior": "terminate"}
+            if request.max_price is not None:  # AWS advises against it: more interruptions
+                spot["MaxPrice"] = str(request.max_price)
+            args["InstanceMarketOptions"] = {"MarketType": "spot", "SpotOptions": spot}
+        profile = self.settings.aws_instance_profile
+        if profile:
+            key = "Arn" if profile.startswith("arn:") else "Name"
+            args["IamInstanceProfile"] = {key: profile}
+        subnet = next((s for s, z in sorted(self._subnet_zones.items())
+                       if request.zone is None or z == request.zone), None)
+        if subnet:
+            args["SubnetId"] = subnet
+        elif request.zone:
+            args["Placement"] = {"AvailabilityZone": request.zone}
+        if self.settings.aws_security_groups:
+            args["SecurityGroupIds"] = self.settings.aws_security_groups
+        if self.settings.aws_key_name:
+            args["KeyName"] = self.settings.aws_key_name
+        return args
+
+    def terminate(self, instance_ids: Iterable[str], *, wait_s: float = 120) -> None:
+        ids = sorted(set(instance_ids))
+        if not ids:
+            return
+        live = [i for i, m in self.describe(ids).items() if m.state not in ("terminating",
+                                                                            "terminated")]
+        if live:
+            try:
+                self.ec2.terminate_instances(InstanceIds=live)
+            except ClientError as exc:
+                if _code(exc) != "InvalidInstanceID.NotFound":
+                    raise
+        deadline, pause = time.monotonic() + wait_s, 0.5
+        while live:  # verified: a terminate call that silently did nothing must not pass
+            now = self.describe(live)
+            live = [i for i, m in now.items() if m.state not in ("terminating", "terminated")]
+            if not live:
+                return
+            if time.monotonic() > deadline:
+                raise TransientError(f"still not terminating after {wait_s:.0f} s: {live}")
+            time.sleep(pause)
+            pause = min(pause * 2, 5)
