@@ -4,6 +4,7 @@ two databases. Each area's own fixtures live in its folder's conftest.py."""
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 import uuid
 
 import pytest
@@ -11,49 +12,43 @@ import pytest
 
 @pytest.fixture(scope="session")
 def moto_server():
-    """moto's server on a free loopback port, with every boto3 client pointed at it through
-    AWS_ENDPOINT_URL (so code in other processes, such as a Celery worker or the agent, reaches it
-    too). Yields the endpoint URL."""
+    """moto's server on a free loopback port for the whole session. Yields its URL. It sets no
+    environment by itself: tests that talk to it take `moto_reset` (or `aws_env`), which points
+    boto3 at it for that test only, so a test that expects no AWS (catalog prices, say) never
+    inherits another test's endpoint."""
     from moto.server import ThreadedMotoServer
 
-    saved = {k: os.environ.get(k) for k in _AWS_ENV}
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    os.environ.update(
-        AWS_ENDPOINT_URL=endpoint,
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_SESSION_TOKEN="testing",
-        AWS_DEFAULT_REGION="us-east-1",
-    )
     try:
-        yield endpoint
+        yield f"http://{host}:{port}"
     finally:
         server.stop()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-_AWS_ENV = (
-    "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-    "AWS_DEFAULT_REGION",
-)
 
 
 @pytest.fixture
-def moto_reset(moto_server):
+def aws_endpoint(moto_server, monkeypatch):
+    """Fake credentials and AWS_ENDPOINT_URL pointing every boto3 client at moto's server, for
+    this test (code in other processes, such as the agent, or the worker thread, reads them
+    too)."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    return moto_server
+
+
+@pytest.fixture
+def moto_reset(aws_endpoint):
     """A clean moto state for one test (moto's server keeps state across tests otherwise)."""
     import urllib.request
 
     urllib.request.urlopen(
-        urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST")
+        urllib.request.Request(f"{aws_endpoint}/moto-api/reset", method="POST")
     ).read()
-    yield moto_server
+    yield aws_endpoint
 
 
 @pytest.fixture
@@ -76,3 +71,25 @@ def database_urls(tmp_dir) -> list[str]:
     if os.environ.get("TRAINOPS_TEST_DATABASE_URL"):
         urls.append(os.environ["TRAINOPS_TEST_DATABASE_URL"])
     return urls
+
+
+@contextmanager
+def celery_worker_running(config: dict, includes: list[str], **worker_params):
+    """A real Celery worker on a thread, for one area of the suite (a package-scoped fixture
+    wraps this). celery.contrib.pytest's session worker lives until the end of the run; two
+    areas with their own broker settings would then share one process with two live workers,
+    each taking the other's messages. This is the same machinery (TestApp + start_worker), with
+    a lifetime the area chooses."""
+    from celery.contrib.testing import worker
+    from celery.contrib.testing.app import TestApp, setup_default_app
+
+    app = TestApp(set_as_current=False, enable_logging=False, config=config)
+    with setup_default_app(app, use_trap=False):
+        app.set_default()
+        app.set_current()
+        for module in includes:
+            app.loader.import_task_module(module)
+        params = {"pool": "threads", "concurrency": 4, "perform_ping_check": False}
+        params.update(worker_params)
+        with worker.start_worker(app, **params) as running:
+            yield app, running

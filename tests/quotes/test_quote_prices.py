@@ -66,7 +66,7 @@ def test_credentials_in_the_environment_mean_live(moto_reset, config, monkeypatc
     assert {o.price_source for o in q.options if o.market == "spot"} == {"live"}
 
 
-def test_an_unreachable_endpoint_falls_back_to_the_catalog_with_a_note(moto_server, config,
+def test_an_unreachable_endpoint_falls_back_to_the_catalog_with_a_note(aws_endpoint, config,
                                                                         monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there
     request = parse_request("sft samples=1000 gpu=a10g", config)

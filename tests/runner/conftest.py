@@ -8,16 +8,7 @@ import time
 import uuid
 
 import pytest
-from celery.contrib.pytest import (  # noqa: F401 - fixtures, imported to register them here
-    celery_class_tasks,
-    celery_enable_logging,
-    celery_parameters,
-    celery_session_app,
-    celery_session_worker,
-    use_celery_app_trap,
-)
-
-from tests.conftest import redis_url
+from tests.conftest import celery_worker_running, redis_url
 
 BROKER = f"{redis_url()}/5"
 # Before anything builds Settings: the app in workers.celery_app and every task read these.
@@ -105,41 +96,31 @@ def aws_env(runner_env, moto_reset, monkeypatch):
     return ec2
 
 
-@pytest.fixture(scope="session")
-def celery_config():
-    return {
-        "broker_url": BROKER,
-        "broker_transport_options": {"visibility_timeout": 3600},
-        "task_serializer": "json",
-        "accept_content": ["json"],
-        "worker_prefetch_multiplier": 1,
-    }
+CELERY_CONFIG = {
+    "broker_url": BROKER,
+    "broker_transport_options": {"visibility_timeout": 3600},
+    "task_serializer": "json",
+    "accept_content": ["json"],
+    "worker_prefetch_multiplier": 1,
+}
 
 
-@pytest.fixture(scope="session")
-def celery_includes():
-    return ["workers.tasks"]
-
-
-@pytest.fixture(scope="session")
-def celery_worker_pool():
-    return "threads"
-
-
-@pytest.fixture(scope="session")
-def celery_worker_parameters():
-    return {"concurrency": 4, "perform_ping_check": False}
+@pytest.fixture(scope="package")
+def runner_worker():
+    """A real worker on the real Redis (db 5) for this package's tests, stopped when they end."""
+    with celery_worker_running(CELERY_CONFIG, ["workers.tasks"]) as (_app, running):
+        yield running
 
 
 @pytest.fixture
-def worker(celery_session_worker):  # noqa: F811
+def worker(runner_worker):
     """The session's real worker, with the queue emptied of earlier tests' messages."""
     import redis
     from celery.worker import state
 
     queue = redis.Redis.from_url(BROKER)
     queue.delete("celery")
-    yield celery_session_worker
+    yield runner_worker
     # Leave nothing in flight for the next test: its database is not this one.
     queue.delete("celery")
     wait_for(lambda: not state.active_requests, timeout=60)

@@ -8,28 +8,19 @@ import os
 import threading
 
 import pytest
-from celery.contrib.pytest import (  # noqa: F401 - fixtures, imported to register them here
-    celery_class_tasks,
-    celery_enable_logging,
-    celery_parameters,
-    celery_session_app,
-    celery_session_worker,
-    celery_worker_parameters,
-    celery_worker_pool,
-    use_celery_app_trap,
-)
-from fake_slack import FakeSlack  # this folder is on sys.path (pytest's rootdir-less import)
-from slack_harness import APPROVER, BOT_TOKEN, REDIS_DB, SIGNING_SECRET, Bot, redis_url
+from tests.conftest import celery_worker_running
+from tests.slack.fake_slack import FakeSlack
+from tests.slack.slack_harness import APPROVER, BOT_TOKEN, REDIS_DB, SIGNING_SECRET, Bot, redis_url
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def fake_slack():
     server = FakeSlack().start()
     yield server
     server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def slack_env(fake_slack, tmp_path_factory):
     """The process environment trainops reads (the worker thread reads it too)."""
     from schemas.settings import get_settings
@@ -59,11 +50,11 @@ def slack_env(fake_slack, tmp_path_factory):
     get_settings.cache_clear()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def celery_config(slack_env):
     """The real Redis. The test worker listens on its own queue only: the provision tasks the
     runner enqueues on approval (through workers.celery_app, default queue) are left alone, so
-    no test launches a machine, and they are dropped when the session ends."""
+    no test launches a machine, and they are dropped when these tests end."""
     import redis
 
     url = slack_env["TRAINOPS_BROKER_URL"]
@@ -73,9 +64,11 @@ def celery_config(slack_env):
     redis.Redis.from_url(url).delete("celery", "trainops-slack-tests")
 
 
-@pytest.fixture(scope="session")
-def celery_includes():
-    return ["workers.slack_tasks"]
+@pytest.fixture(scope="package")
+def slack_worker(celery_config):
+    """A real worker on the real Redis for this package's tests, stopped when they end."""
+    with celery_worker_running(celery_config, ["workers.slack_tasks"]) as (app, _running):
+        yield app
 
 
 def _db_params():
@@ -85,7 +78,7 @@ def _db_params():
     return params
 
 
-@pytest.fixture(scope="session", params=_db_params())
+@pytest.fixture(scope="package", params=_db_params())
 def database(request, slack_env):
     """SQLite always, PostgreSQL when TRAINOPS_TEST_DATABASE_URL is set; the worker thread
     finds the same one through TRAINOPS_DATABASE_URL."""
@@ -109,14 +102,14 @@ def serve(app, fake_slack, db) -> tuple[Bot, object]:
 
 
 @pytest.fixture
-def bot(slack_env, fake_slack, database, celery_session_app, celery_session_worker):  # noqa: F811
+def bot(slack_env, fake_slack, database, slack_worker):
     from bot.app import build_app
     from schemas.config import cached_config
     from schemas.settings import get_settings
 
     settings = get_settings()
     app = build_app(settings, cached_config(settings.config_path), database,
-                    celery=celery_session_app)
+                    celery=slack_worker)
     fake_slack.reset()
     handle, server = serve(app, fake_slack, database)
     yield handle

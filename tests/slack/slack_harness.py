@@ -12,7 +12,7 @@ import urllib.request
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
-from fake_slack import FakeSlack
+from tests.slack.fake_slack import FakeSlack
 from slack_sdk.signature import SignatureVerifier
 
 

@@ -7,7 +7,7 @@ import json
 import threading
 import time
 
-from slack_harness import (
+from tests.slack.slack_harness import (
     APPROVER,
     BYSTANDER,
     CHANNEL,

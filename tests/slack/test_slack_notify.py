@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from slack_harness import CHANNEL, REQUESTER
-from test_slack_blocks import BASE
+from tests.slack.slack_harness import CHANNEL, REQUESTER
+from tests.slack.test_slack_blocks import BASE
 
 from workers.records import JobView
 

@@ -9,8 +9,8 @@ import os
 import subprocess
 import sys
 
-from conftest import serve
-from slack_harness import APPROVER, BOT_TOKEN, REQUESTER, SIGNING_SECRET, SMALL, _job, quoted
+from tests.slack.conftest import serve
+from tests.slack.slack_harness import APPROVER, BOT_TOKEN, REQUESTER, SIGNING_SECRET, SMALL, _job, quoted
 
 
 def test_tokens_and_secrets_never_reach_a_log_line(bot, caplog):

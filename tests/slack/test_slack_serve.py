@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import yaml
-from slack_harness import Bot
+from tests.slack.slack_harness import Bot
 
 from bot.serve import EVENTS_PATH
 
