@@ -11,8 +11,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from schemas.errors import UserError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from schemas.errors import UserError
 
 DEFAULTS_FILE = Path(__file__).with_name("defaults.toml")
 

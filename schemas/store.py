@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 from urllib.parse import urlparse
 
-from schemas.errors import UserError
 from pydantic import BaseModel
+
+from schemas.errors import UserError
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -4,8 +4,8 @@ two databases. Each area's own fixtures live in its folder's conftest.py."""
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
 import uuid
+from contextlib import contextmanager
 
 import pytest
 

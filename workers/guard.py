@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from enum import Enum
+from enum import StrEnum
 
 # How long a stop request may take before the machine is terminated regardless (a checkpoint
 # upload plus shutdown; AWS gives a spot machine the same two minutes).
@@ -26,7 +26,7 @@ STOP_GRACE = timedelta(minutes=2)
 DEADLINE_RESERVE = timedelta(seconds=60)
 
 
-class Action(str, Enum):
+class Action(StrEnum):
     WARN = "warn"  # post the warning with its buttons (once per cap)
     STOP = "stop"  # set stop in control.json: checkpoint, then exit
     TERMINATE = "terminate"  # the stop took too long: terminate the machine now

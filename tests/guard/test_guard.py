@@ -1,13 +1,13 @@
 """The spend guard's decisions, as a table."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 
 import pytest
 
-from workers.guard import Action, Meter, decide, deadline, projected_final
+from workers.guard import Action, Meter, deadline, decide, projected_final
 
-NOW = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
 
 def meter(**kw) -> Meter:

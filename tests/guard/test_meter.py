@@ -1,13 +1,13 @@
 """The spend meter against hand-computed bills."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 
 from workers.meter import PricePoint, meter_attempt, meter_instance, total
 
-T0 = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
 
 def at(seconds: float) -> datetime:

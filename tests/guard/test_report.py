@@ -1,11 +1,11 @@
 """The final report's figures and its chart."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 
 from workers.report import AttemptFacts, Interruption, render_chart, report_text, summarize
 
-T0 = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
 
 def test_two_attempts_with_an_interruption():

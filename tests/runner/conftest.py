@@ -8,6 +8,7 @@ import time
 import uuid
 
 import pytest
+
 from tests.conftest import celery_worker_running, redis_url
 
 BROKER = f"{redis_url()}/5"
