@@ -3,7 +3,8 @@ the one error handler onto a Slack App. It serves HTTP or Socket Mode alike (bot
 
 Listeners ack first and stay short: a quote is a Celery task, a click is one conditional update
 in the database. Who may use the bot and which job a button names are cross-cutting, so they
-live in middleware (bot/guards.py); the listeners are in bot/on_command.py and bot/on_action.py.
+live in middleware (bot/guards.py); the listeners are in bot/on_command.py, bot/on_action.py
+(the quote's buttons) and bot/on_guard_action.py (the spend guard's buttons).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from slack_bolt import App
 from slack_sdk import WebClient
 
-from bot import guards, on_action, on_command
+from bot import guards, on_action, on_command, on_guard_action
 from schemas.errors import UserError
 from workers.notify_slack import slack_client
 
@@ -67,5 +68,6 @@ def build_app(settings: Settings, config: TeamConfig, db: Database, *,
     app.middleware(guards.access(deps))
     on_command.register(app, deps)
     on_action.register(app, deps)
+    on_guard_action.register(app, deps)
     app.error(guards.error_handler(deps))
     return app

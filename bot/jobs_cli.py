@@ -65,8 +65,8 @@ def train(args) -> int:
     from bot.quote_cli import render_quote
     from schemas.config import cached_config
     from workers import jobs
+    from workers.measured import quote_measured
     from workers.providers import PROVIDERS
-    from workers.quoting import make_quote
 
     settings = get_settings()
     provider = args.provider or settings.provider
@@ -74,9 +74,10 @@ def train(args) -> int:
         raise UserError(f"unknown provider {provider!r}; use one of: {', '.join(PROVIDERS)}")
     config = cached_config(settings.config_path)
     request = parse_request(args.text, config)
-    quote = make_quote(request, config, settings=settings)
-    check_broker(settings)
     db = _db(settings)
+    # Measured throughput of our finished runs, when there are any (the quote says so).
+    quote = quote_measured(request, config, db, settings=settings)
+    check_broker(settings)
     if not args.json:
         print(render_quote(quote))
     requester = f"cli:{getpass.getuser()}"
@@ -149,7 +150,11 @@ def status(args) -> int:
     if args.job:
         job = _job_or_fail(db, args.job)
         if args.json:
-            print(job.model_dump_json(indent=2))
+            from workers.metering import spend_lines
+
+            data = json.loads(job.model_dump_json())
+            data["spend_lines"] = spend_lines(db, job.job_id)
+            print(json.dumps(data, indent=2))
             return 0
         print(f"{job.job_id}  {job.status.value}"
               + (f" ({job.failure_cause})" if job.failure_cause else "")

@@ -1,8 +1,9 @@
 """`/train …`: parse, ack within Slack's 3 seconds, hand on.
 
 A request to train is acked with an ephemeral "quoting…" and becomes the Celery task
-`trainops.slack.quote` (prices and the estimator may take seconds); status, jobs, cancel and
-help are answered in the ack itself, from one quick database read. A parse error is the
+`trainops.slack.quote` (prices and the estimator may take seconds); `resume JOB budget=+50`
+likewise becomes `trainops.slack.resume` (a quote for the remaining work, as a new job); status,
+jobs, cancel and help are answered in the ack itself, from one quick database read. A parse error is the
 grammar's own line plus an example, seen only by the person who typed it.
 """
 
@@ -31,6 +32,7 @@ log = logging.getLogger("trainops.bot")
 COMMAND = "/train"
 EXAMPLE = "/train sft reduced budget=100"
 QUOTE_TASK = "trainops.slack.quote"
+RESUME_TASK = "trainops.slack.resume"
 
 
 def register(app: App, deps: Deps) -> None:
@@ -74,9 +76,18 @@ def register(app: App, deps: Deps) -> None:
                             outcome.message))
             if outcome.ok and outcome.job is not None:
                 announce_cancel(client, outcome.job, user)
-        else:  # Resume: extending a stopped job is the runner's move, not yet offered in Slack
-            raise UserError(f"`{cut(text, 100)}`: resuming from Slack is not available yet; "
-                            "ask an approver to start a new job from its last checkpoint")
+        elif isinstance(parsed, grammar.Resume):
+            # Only a cheap existence check here; whether the job can resume, and at what price,
+            # is the worker's (it reads checkpoints and prices).
+            if jobs.get_job(deps.db, parsed.job_id) is None:
+                raise UserError(f"no job {parsed.job_id}; `/train status` lists recent jobs")
+            ack(**ephemeral([], f"Quoting the rest of {parsed.job_id}… the quote will be "
+                                "posted in this channel."))
+            deps.enqueue(RESUME_TASK, job_id=parsed.job_id, requester=user, channel=channel,
+                         budget_delta_usd=parsed.budget_delta_usd, budget_usd=parsed.budget_usd,
+                         response_url=command.get("response_url"))
+        else:
+            raise UserError(f"`{cut(text, 100)}` is not a /train command; try `/train help`")
 
 
 def announce_cancel(client, job, user: str) -> None:

@@ -155,6 +155,11 @@ class JobSpec(_Model):
     notice_poll_s: float = Field(default=5, gt=0)  # IMDS spot-notice polling
     command: str | None = None  # the user's own script instead of the recipe
     grace_s: float = Field(default=60, gt=0)  # custom command: SIGTERM to SIGKILL
+    # `/train resume`: the store URI of the job this one continues (`.../jobs/<old id>`). When
+    # this job's own checkpoints/ holds none yet, the agent first copies that job's newest
+    # verified checkpoint here. Not a training field: it changes where training starts, not
+    # what is trained.
+    resume_from: str | None = None
 
     # Fields that change what a checkpoint means. Resuming from a checkpoint written under
     # another value of any of these would silently train something else, so the agent refuses.

@@ -91,6 +91,20 @@ class Job(SQLModel, table=True):
     lease_until: datetime | None = _time(default=None)
     created_at: datetime = _time(default_factory=utcnow)
     updated_at: datetime = _time(default_factory=utcnow)
+    # --- the spend guard (migration 0002) ---
+    # The cap the last spend warning was for: one warning per cap, re-armed by an extension.
+    warned_at_cap: Decimal | None = _money(default=None)
+    # When control.json was told stop=true; the machine is terminated STOP_GRACE after this.
+    stop_requested_at: datetime | None = _time(default=None)
+    # The progress message in the thread (Slack ts), when it was last posted, at which phase.
+    progress_ref: str | None = Field(default=None, max_length=64)
+    progress_at: datetime | None = _time(default=None)
+    progress_phase: str | None = Field(default=None, max_length=16)
+    # Zones lost to interruptions: a recovery launches elsewhere.
+    avoid_zones: list | None = Field(default=None, sa_type=sa.JSON)
+    # The job this one resumes (`/train resume`), and when the final report was posted (once).
+    resume_of: str | None = Field(default=None, max_length=32)
+    reported_at: datetime | None = _time(default=None)
 
 
 class QuoteRecord(SQLModel, table=True):
@@ -155,6 +169,43 @@ class SpendEntry(SQLModel, table=True):
     amount_usd: Decimal = _money()
     rule: str  # e.g. "per-second, 60 s minimum per start; spot price us-east-1a at 12:00"
     created_at: datetime = _time(default_factory=utcnow)
+    # Where the price came from: "spot us-east-1a (price history)", "on-demand (quote)", ...
+    price_source: str | None = Field(default=None, max_length=128)
+
+
+class ProgressSample(SQLModel, table=True):
+    """What the agent reported at one monitor tick, with the spend then: the final chart."""
+
+    __tablename__ = "progress_samples"
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: str = Field(foreign_key="jobs.id", index=True, max_length=32)
+    attempt: int
+    at: datetime = _time(default_factory=utcnow)
+    step: int = 0
+    total_steps: int = 0
+    loss: float | None = None
+    tokens_seen: int = 0
+    tokens_per_s: float = 0.0
+    spend_usd: Decimal = _money(default=Decimal(0))
+
+
+class MeasuredRun(SQLModel, table=True):
+    """Throughput of one finished run, fed back into the quotes' calibration."""
+
+    __tablename__ = "measured_runs"
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: str = Field(foreign_key="jobs.id", unique=True, max_length=32)
+    gpu: str = Field(max_length=16)  # the catalog's family name, e.g. "a10g"
+    gpu_count: int = 1
+    instance_type: str = Field(max_length=64)
+    params_b: float
+    method: str = Field(max_length=8)
+    gradient_checkpointing: bool = False
+    tokens_per_s: float  # per GPU
+    seq_len: int = 0
+    at: datetime = _time(default_factory=utcnow)
 
 
 class Event(SQLModel, table=True):

@@ -29,7 +29,15 @@ from schemas.errors import UserError
 from schemas.spec import AgentStatus, JobSpec
 from schemas.store import read_model, split_job_uri, write_model
 from training.runtime import MIN_DEADLINE_MARGIN_S, Signals, Tracker, Watchers
-from training.sync import Uploader, check_spec, fetch_latest, retry, spec_meta, upload_dir
+from training.sync import (
+    Uploader,
+    check_spec,
+    fetch_latest,
+    retry,
+    seed_from,
+    spec_meta,
+    upload_dir,
+)
 
 log = logging.getLogger("trainops.agent")
 EXIT_CODES = {"succeeded": 0, "failed": 1, "interrupted": 3, "stopped": 4, "deadline": 5}
@@ -63,6 +71,8 @@ class Attempt:
         self.watchers = Watchers(spec, store, prefix, self.signals, self.tracker, log_path)
 
     def resume(self, local_root: Path) -> tuple[int, Path] | None:
+        if self.spec.resume_from:  # /train resume: the old job's checkpoint becomes ours first
+            seed_from(self.store, self.prefix, self.spec.resume_from, local_root / "seed")
         found = fetch_latest(self.store, self.prefix, local_root)
         if found is None:
             log.info("no checkpoint in the store: starting from scratch")

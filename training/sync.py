@@ -130,6 +130,29 @@ def fetch_latest(store, job_prefix: str, local_root: Path) -> tuple[dict, Path] 
     return None
 
 
+def seed_from(store, job_prefix: str, source_uri: str, local_root: Path) -> int | None:
+    """`/train resume`: when this job has no checkpoint of its own yet, copy the newest verified
+    checkpoint of the job at `source_uri` (`<store>/jobs/<old id>`) into this job's
+    checkpoints/, manifest last. Returns the step copied, or None (nothing to do)."""
+    if manifested_steps(store, job_prefix):
+        return None  # this job already checkpointed (a later attempt): never go back
+    from schemas.store import split_job_uri
+
+    source, source_prefix = split_job_uri(source_uri.rstrip("/") + "/")
+    source_prefix = source_prefix.rstrip("/")
+    found = fetch_latest(source, source_prefix, Path(local_root))
+    if found is None:
+        log.warning("nothing to resume from at %s: starting from scratch", source_uri)
+        return None
+    manifest, local_dir = found
+    key_prefix = f"{job_prefix}/checkpoints/step-{manifest['step']}"
+    for entry in manifest["files"]:
+        store.upload_file(f"{key_prefix}/{entry['path']}", Path(local_dir) / entry["path"])
+    store.write_bytes(f"{key_prefix}/{MANIFEST}", json.dumps(manifest, indent=2).encode())
+    log.info("resuming %s from step-%d of %s", job_prefix, manifest["step"], source_uri)
+    return manifest["step"]
+
+
 def retry(action, *, what: str, tries: int = 5, backoff_s: float = 1.0):
     """Run action(), retrying with exponential backoff; the last error propagates."""
     for attempt in range(1, tries + 1):

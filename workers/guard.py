@@ -84,12 +84,15 @@ def decide(m: Meter) -> Decision:
 
 
 def deadline(
-    now: datetime, spent_usd: Decimal, cap_usd: Decimal, usd_per_hour: Decimal
+    now: datetime, spent_usd: Decimal, cap_usd: Decimal, usd_per_hour: Decimal,
+    *, paid_until: datetime | None = None, reserve: timedelta = DEADLINE_RESERVE,
 ) -> datetime | None:
     """When the money runs out at the current price, less the reserve for the final checkpoint.
 
     None when the machine costs nothing (a team's own box at price 0: no money deadline). A job
-    already at or over its cap gets `now`: stop at once.
+    already at or over its cap gets `now`: stop at once. `paid_until`: the metered spend already
+    covers the machine until then (the 60 s minimum per start is billed up front), so the money
+    left only starts running out from there.
     """
     if usd_per_hour <= 0:
         return None
@@ -97,7 +100,8 @@ def deadline(
     if remaining <= 0:
         return now
     seconds = float(remaining / usd_per_hour * Decimal(3600))
-    return max(now, now + timedelta(seconds=seconds) - DEADLINE_RESERVE)
+    start = max(now, paid_until) if paid_until is not None else now
+    return max(now, start + timedelta(seconds=seconds) - reserve)
 
 
 def projected_final(spent_usd: Decimal, usd_per_hour: Decimal, eta_s: float | None) -> Decimal | None:

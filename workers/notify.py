@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TextIO
 
 if TYPE_CHECKING:
     from schemas.settings import Settings
+    from workers.cards import ProgressCard, WarningCard
     from workers.jobs import JobView
 
 log = logging.getLogger(__name__)
@@ -21,6 +23,26 @@ log = logging.getLogger(__name__)
 class Notifier(Protocol):
     def event(self, job: JobView, kind: str, text: str) -> None:
         """Post one line about `job` where its people look (its thread, the console)."""
+        ...
+
+    def progress(self, job: JobView, card: ProgressCard, ref: str | None) -> str | None:
+        """Post the job's progress message (ref None) or update the message `ref` in place;
+        return the ref to keep for the next update (Slack: the message ts; None when the
+        notifier has no message to update)."""
+        ...
+
+    def warning(self, job: JobView, card: WarningCard) -> None:
+        """The spend warning, to the channel, mentioning the requester, with buttons
+        extend_cap / stop_now / let_run (value: the job id)."""
+        ...
+
+    def ask_recovery(self, job: JobView, text: str) -> None:
+        """After an interruption that recovery may not pay for: buttons continue_recovery /
+        stop_now (value: the job id)."""
+        ...
+
+    def report(self, job: JobView, text: str, chart: Path | None) -> None:
+        """The final report, broadcast, with the chart PNG (if any) uploaded to the thread."""
         ...
 
 
@@ -34,15 +56,46 @@ class ConsoleNotifier:
         stream = self.stream or sys.stdout
         print(f"[{job.job_id}] {kind}: {text}", file=stream, flush=True)
 
+    def progress(self, job: JobView, card: ProgressCard, ref: str | None) -> str | None:
+        self.event(job, "progress", " | ".join(card.lines()))
+        return None  # a terminal cannot update a line in place
+
+    def warning(self, job: JobView, card: WarningCard) -> None:
+        self.event(job, "warning", " ".join(card.lines()))
+
+    def ask_recovery(self, job: JobView, text: str) -> None:
+        self.event(job, "ask_recovery", f"{text} (trainops: continue_recovery or stop_now)")
+
+    def report(self, job: JobView, text: str, chart: Path | None) -> None:
+        where = f"\nchart: {chart}" if chart else ""
+        self.event(job, "report", f"{text}{where}")
+
 
 class RecordingNotifier:
     """Keeps every (job_id, kind, text) in memory: for a terminal that follows a job, and tests."""
 
     def __init__(self):
         self.events: list[tuple[str, str, str]] = []
+        self.cards: list[tuple[str, ProgressCard, str | None]] = []  # (job_id, card, ref given)
+        self.warnings: list[tuple[str, WarningCard]] = []
+        self.asks: list[tuple[str, str]] = []
+        self.reports: list[tuple[str, str, Path | None]] = []
 
     def event(self, job: JobView, kind: str, text: str) -> None:
         self.events.append((job.job_id, kind, text))
+
+    def progress(self, job: JobView, card: ProgressCard, ref: str | None) -> str | None:
+        self.cards.append((job.job_id, card, ref))
+        return ref or f"progress-{job.job_id}"  # a stable ref, like a Slack ts
+
+    def warning(self, job: JobView, card: WarningCard) -> None:
+        self.warnings.append((job.job_id, card))
+
+    def ask_recovery(self, job: JobView, text: str) -> None:
+        self.asks.append((job.job_id, text))
+
+    def report(self, job: JobView, text: str, chart: Path | None) -> None:
+        self.reports.append((job.job_id, text, chart))
 
 
 def notifier_for(settings: Settings) -> Notifier:
@@ -51,6 +104,18 @@ def notifier_for(settings: Settings) -> Notifier:
 
         return SlackNotifier(settings)
     return ConsoleNotifier()
+
+
+def safe_notify(notifier: Notifier, job: JobView | None, method: str, *args):
+    """Call `notifier.<method>(job, *args)` best effort: returns its result, or None when it
+    failed (logged) or the job is gone. For progress / warning / ask_recovery / report."""
+    if job is None:
+        return None
+    try:
+        return getattr(notifier, method)(job, *args)
+    except Exception:  # noqa: BLE001 - a message is best effort; the job's state is recorded
+        log.exception("could not notify %s (%s)", job.job_id, method)
+        return None
 
 
 def safe_event(notifier: Notifier, job: JobView | None, kind: str, text: str) -> None:

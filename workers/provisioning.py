@@ -24,6 +24,7 @@ from schemas.status import FailureCause, JobStatus
 from schemas.store import job_prefix, open_store, write_model
 from schemas.tables import Attempt, Job, QuoteRecord
 from workers.bundle import upload_bundle, user_data
+from workers.control import forget as forget_deadline
 from workers.guard import deadline
 from workers.launch import Failure, GiveUp, Try, next_try
 from workers.notify import Notifier, safe_event
@@ -51,6 +52,7 @@ def build_spec(job: Job, option: QuoteOption | None, attempt: int, store_uri: st
         model=r.model, data=r.data, method=r.method, precision=r.precision, seq_len=r.seq_len,
         batch_size=r.batch_size, max_samples=r.samples, epochs=r.epochs, max_steps=r.max_steps,
         command=r.command, gradient_checkpointing=bool(option and option.gradient_checkpointing),
+        resume_from=f"{store_uri}/{job_prefix(job.resume_of)}" if job.resume_of else None,
     )
 
 
@@ -122,13 +124,20 @@ def _launch(db, settings, job, number, options, recommended, provider, notifier)
     store = open_store(settings.store)
     request = TrainRequest.model_validate(job.request)
     found = provider.find(job.id, number)
-    machine, chosen, failures = (found[0] if found else None), None, []
+    machine, chosen = (found[0] if found else None), None
+    # Zones lost to interruptions (recovery): the plan treats them as out of capacity.
+    lost = [Failure(z["instance_type"], z["market"], z["zone"], "interrupted", "zone")
+            for z in (job.avoid_zones or []) if z.get("zone")]
+    failures: list[Failure] = list(lost)
+    zones = provider.zones(request.region)
+    if lost and zones == [None] and hasattr(provider, "region_zones"):
+        zones = provider.region_zones(request.region)  # let the plan step to another zone
     bundle_uri = None
     while machine is None:
         if provider.name == "local":
             t = _local_try(options, recommended, provider)
         else:
-            t = next_try(options, provider.zones(request.region), on_demand_ok=job.on_demand_ok,
+            t = next_try(options, zones, on_demand_ok=job.on_demand_ok,
                          allowance_usd=job.allowance_usd, failures=failures)
         if isinstance(t, GiveUp):
             return _fail(db, job.id, number, t.cause, t.message, notifier)
@@ -137,8 +146,13 @@ def _launch(db, settings, job, number, options, recommended, provider, notifier)
         hourly = provider.hourly_usd(t.instance_type, t.market, t.hourly_usd)
         write_model(store, f"{job_prefix(job.id)}/spec.json", spec)
         write_model(store, f"{job_prefix(job.id)}/control.json", Control(
-            deadline=deadline(utcnow(), job.spend_usd, job.cap_usd, hourly),
+            # As the monitor writes it (workers/guarding.agent_deadline): the first minute
+            # is billed up front, two ticks kept in reserve.
+            deadline=deadline(utcnow(), job.spend_usd + hourly / 60, job.cap_usd, hourly,
+                              paid_until=utcnow() + timedelta(seconds=60),
+                              reserve=timedelta(seconds=2 * settings.monitor_interval_s)),
             cap_usd=float(job.cap_usd)))
+        forget_deadline(job.id)  # the monitor's next tick writes its own deadline
         spec_uri = f"{store.uri}/{job_prefix(job.id)}/spec.json"
         data = None
         if provider.name == "aws":

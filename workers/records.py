@@ -96,6 +96,12 @@ class JobView(BaseModel):
     allowance_usd: float | None = None
     stop_reason: str | None = None
     recoveries: int = 0
+    # The spend guard (issue 6): the cap the last warning was for, when a stop was asked, the
+    # progress message's ref, and the job this one resumes.
+    warned_at_cap: float | None = None
+    stop_requested_at: datetime | None = None
+    progress_ref: str | None = None
+    resume_of: str | None = None
     attempts: list[dict[str, Any]] = []
     events: list[dict[str, Any]] = []
 
@@ -126,6 +132,8 @@ def load_view(session: Session, job: Job) -> JobView:
         decided_at=job.decided_at, quote_expires_at=job.quote_expires_at, provider=job.provider,
         on_demand_ok=job.on_demand_ok, allowance_usd=_money(job.allowance_usd),
         stop_reason=job.stop_reason, recoveries=job.recoveries,
+        warned_at_cap=_money(job.warned_at_cap), stop_requested_at=job.stop_requested_at,
+        progress_ref=job.progress_ref, resume_of=job.resume_of,
         attempts=[
             {
                 "attempt": a.attempt, "provider": a.provider, "instance_id": a.instance_id,

@@ -2,14 +2,15 @@
 
 Like a web view, a task takes plain values, loads the world itself (settings, config, database,
 a Slack client) and calls logic that lives elsewhere: the quote in workers.quoting, the job in
-workers.jobs, the message in bot.blocks. Not acks_late: a redelivered quote would open a second
-job, and a person can always ask again.
+workers.jobs, the message in bot.blocks, a resume in workers.spend_actions. Not acks_late: a
+redelivered quote would open a second job, and a person can always ask again.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
+from decimal import Decimal
 from typing import Any
 
 from celery import shared_task
@@ -54,13 +55,14 @@ def quote(request: dict[str, Any], requester: str, channel: str,
     """Quote a parsed /train request, open its job and post the quote as the job's root message.
     Returns the job id (None when the quote could not be made)."""
     from schemas.spec import TrainRequest
-    from workers.jobs import get_job, open_job, set_root_message
-    from workers.quoting import make_quote
+    from workers.jobs import open_job
+    from workers.measured import quote_measured
 
     settings, config, db, client = _world()
     ref = uuid.uuid4().hex[:8]
     try:
-        made = make_quote(TrainRequest.model_validate(request), config, settings=settings)
+        made = quote_measured(TrainRequest.model_validate(request), config, db,
+                              settings=settings)
     except UserError as exc:
         log.warning("quote refused ref=%s: %s", ref, exc)
         _tell(response_url, client, channel, requester, str(exc), ref)
@@ -73,6 +75,15 @@ def quote(request: dict[str, Any], requester: str, channel: str,
 
     job_id = open_job(db, made, requester, channel, provider=settings.provider,
                       ttl_h=config.defaults.quote_ttl_h)
+    return post_quote(db, client, job_id, made, requester, channel, response_url, ref)
+
+
+def post_quote(db, client, job_id: str, made, requester: str, channel: str,
+               response_url: str | None, ref: str) -> str:
+    """Post an opened job's quote as its root message (Approve / Reject) and record where it
+    is; everything about the job goes into that message's thread from now on."""
+    from workers.jobs import get_job, set_root_message
+
     job = get_job(db, job_id)
     try:
         posted = client.chat_postMessage(
@@ -89,3 +100,46 @@ def quote(request: dict[str, Any], requester: str, channel: str,
         return job_id
     set_root_message(db, job_id, posted["channel"], posted["ts"])
     return job_id
+
+
+@shared_task(name="trainops.slack.resume", ignore_result=True)
+def resume(job_id: str, requester: str, channel: str, budget_delta_usd: float | None = None,
+           budget_usd: float | None = None, response_url: str | None = None) -> str | None:
+    """`/train resume JOB budget=+50`: quote the work left after JOB's last checkpoint as a new
+    job (workers.spend_actions.resume) and post that quote like any /train. The old job's thread
+    hears where its work went on. Returns the new job id (None when it could not be quoted)."""
+    from workers import spend_actions
+    from workers.jobs import get_job
+
+    settings, config, db, client = _world()
+    ref = uuid.uuid4().hex[:8]
+    try:
+        new_id, made = spend_actions.resume(
+            db, job_id, requester, budget_delta_usd=_decimal(budget_delta_usd),
+            budget_usd=_decimal(budget_usd), config=config, settings=settings)
+    except UserError as exc:
+        log.warning("resume of %s refused ref=%s: %s", job_id, ref, exc)
+        _tell(response_url, client, channel, requester, str(exc), ref)
+        return None
+    except Exception as exc:
+        log.error("resume of %s failed ref=%s: %r", job_id, ref, exc, exc_info=exc)
+        _tell(response_url, client, channel, requester,
+              f"Quoting the rest of {job_id} failed on trainops' side; the team can look it up",
+              ref)
+        return None
+    post_quote(db, client, new_id, made, requester, channel, response_url, ref)
+    old = get_job(db, job_id)
+    if old is not None and old.channel and old.root_ts:
+        try:
+            client.chat_postMessage(channel=old.channel, thread_ts=old.root_ts,
+                                    text=f":arrow_forward: <@{requester}> asked to resume this "
+                                         f"job as {new_id}; its quote is in the channel.")
+        except Exception:  # noqa: BLE001 - a courtesy line; the new quote is what matters
+            log.exception("could not tell %s's thread about %s", job_id, new_id)
+    return new_id
+
+
+def _decimal(x: float | None) -> Decimal | None:
+    # Money crosses the broker as JSON numbers; str() keeps what the person typed (50, not
+    # 50.0000000001) before it becomes exact.
+    return None if x is None else Decimal(str(x))

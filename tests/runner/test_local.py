@@ -66,7 +66,8 @@ def test_interrupt_rehearsal_reaches_the_agent(runner_env, worker, db):
     key = f"jobs/{job_id}/control.json"
     control = read_model(store, key, Control)
     write_model(store, key, control.model_copy(update={"interrupt": True}))
-    job = _tick_until(db, job_id, {S.interrupted, S.succeeded, S.failed})
-    assert job.status == S.interrupted, job.events
+    # The same tick that sees the interruption starts the recovery (issue 6): provisioning.
+    job = _tick_until(db, job_id, {S.interrupted, S.provisioning, S.succeeded, S.failed})
+    assert job.status in (S.interrupted, S.provisioning), job.events
     assert job.attempts[0]["end_reason"] == "interrupted"
     assert os.path.exists(store.root / "jobs" / job_id / "status.json")

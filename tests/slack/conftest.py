@@ -8,6 +8,7 @@ import os
 import threading
 
 import pytest
+
 from tests.conftest import celery_worker_running
 from tests.slack.fake_slack import FakeSlack
 from tests.slack.slack_harness import APPROVER, BOT_TOKEN, REDIS_DB, SIGNING_SECRET, Bot, redis_url

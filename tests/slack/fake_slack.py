@@ -4,6 +4,11 @@ It records every call (method, form/query params, JSON body, whether a bearer to
 answers `ok: true` with a fresh `ts`, so tests assert on what reached "Slack". It also serves
 response_url posts (`/response/<anything>`), recorded as method "response_url". A method can be
 told to answer 429 once, to prove the rate-limit retry handler is on.
+
+It plays Slack's external file upload too (what `files_upload_v2` does): files.getUploadURLExternal
+answers an upload_url pointing back here (`/upload/<file_id>`), the raw POST of the bytes to it
+is kept in `uploads[file_id]` (recorded as method "upload"), and files.completeUploadExternal
+answers the files it completed.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ class Call:
     json: dict[str, Any] | None
     authorized: bool
     body: dict[str, Any] = field(default_factory=dict)  # params and json merged
+    answer: dict[str, Any] = field(default_factory=dict)  # what the fake answered (ok, ts, ...)
 
     def blocks(self) -> list[dict]:
         raw = self.body.get("blocks") or []
@@ -36,6 +42,8 @@ class FakeSlack:
         self.calls: list[Call] = []
         self.rate_limit_once: set[str] = set()
         self.fail_once: dict[str, str] = {}  # method -> Slack error code, answered once
+        self.uploads: dict[str, bytes] = {}  # file_id -> the bytes POSTed to its upload_url
+        self._file_ids = itertools.count(1)
         self._lock = threading.Lock()
         self._ts = itertools.count(1)
         fake = self
@@ -68,11 +76,16 @@ class FakeSlack:
             self.calls.clear()
             self.rate_limit_once.clear()
             self.fail_once.clear()
+            self.uploads.clear()
 
     # -- recording and answering ---------------------------------------------------------------
     def _handle(self, h: BaseHTTPRequestHandler) -> None:
         url = urlparse(h.path)
-        raw = h.rfile.read(int(h.headers.get("Content-Length") or 0)).decode()
+        data = h.rfile.read(int(h.headers.get("Content-Length") or 0))
+        if url.path.startswith("/upload/"):
+            self._upload(h, url.path.removeprefix("/upload/"), data)
+            return
+        raw = data.decode()
         params = dict(parse_qsl(url.query))
         body_json = None
         if "json" in (h.headers.get("Content-Type") or ""):
@@ -96,7 +109,8 @@ class FakeSlack:
         if limited:
             self._reply(h, 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": "0"})
             return
-        self._reply(h, 200, self._answer(call))
+        call.answer = self._answer(call)
+        self._reply(h, 200, call.answer)
 
     def _answer(self, call: Call) -> dict[str, Any]:
         ts = f"{1_700_000_000 + next(self._ts)}.000100"
@@ -107,11 +121,31 @@ class FakeSlack:
                     "bot_id": "B0BOT", "is_enterprise_install": False}
         if call.method == "chat.postEphemeral":
             return {"ok": True, "message_ts": ts}
+        if call.method == "files.getUploadURLExternal":
+            file_id = f"F{next(self._file_ids):08d}"
+            return {"ok": True, "upload_url": f"{self.url}/upload/{file_id}", "file_id": file_id}
+        if call.method == "files.completeUploadExternal":
+            done = json.loads(call.body.get("files") or "[]")
+            return {"ok": True, "files": [{"id": f["id"], "title": f.get("title", ""),
+                                           "name": f.get("title", "")} for f in done]}
         if call.method in ("chat.postMessage", "chat.update"):
             ts = call.body.get("ts", ts)
             return {"ok": True, "channel": channel, "ts": ts,
                     "message": {"text": call.body.get("text", ""), "ts": ts}}
         return {"ok": True, "ts": ts}
+
+    def _upload(self, h: BaseHTTPRequestHandler, file_id: str, data: bytes) -> None:
+        """The upload_url: Slack's file edge takes the raw bytes and answers plain text."""
+        with self._lock:
+            self.calls.append(Call("upload", {"file_id": file_id}, None, False,
+                                   {"file_id": file_id, "length": len(data)}))
+            self.uploads[file_id] = data
+        answer = f"OK - {len(data)}".encode()
+        h.send_response(200)
+        h.send_header("Content-Type", "text/plain")
+        h.send_header("Content-Length", str(len(answer)))
+        h.end_headers()
+        h.wfile.write(answer)
 
     @staticmethod
     def _reply(h, status: int, payload: dict, headers: dict | None = None) -> None:

@@ -12,8 +12,9 @@ import urllib.request
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
-from tests.slack.fake_slack import FakeSlack
 from slack_sdk.signature import SignatureVerifier
+
+from tests.slack.fake_slack import FakeSlack
 
 
 def redis_url() -> str:
@@ -66,7 +67,10 @@ class Bot:
         assert status == 200, (status, body)
         return json.loads(body) if body else {}
 
-    def click_body(self, action_id: str, job_id: str, user: str, root_ts: str | None) -> str:
+    def click_body(self, action_id: str, job_id: str, user: str, root_ts: str | None, *,
+                   blocks: list | None = None, block_id: str | None = None) -> str:
+        """A block_actions payload as Slack sends it: `root_ts` is the clicked message's ts and
+        `blocks` its blocks (Slack echoes the whole message back with a click)."""
         payload = {
             "type": "block_actions", "api_app_id": "A0TEST", "token": "legacy-verification-token",
             "team": {"id": "T0TEST", "domain": "test"},
@@ -74,15 +78,18 @@ class Bot:
             "channel": {"id": CHANNEL, "name": "ml-runs"},
             "container": {"type": "message", "message_ts": root_ts, "channel_id": CHANNEL,
                           "is_ephemeral": False},
-            "message": {"type": "message", "ts": root_ts, "text": "quote"},
+            "message": {"type": "message", "ts": root_ts, "text": "quote",
+                        **({"blocks": blocks} if blocks is not None else {})},
             "trigger_id": "1.2.def", "response_url": f"{self.slack.url}/response/action",
-            "actions": [{"type": "button", "action_id": action_id, "block_id": f"decide:{job_id}",
+            "actions": [{"type": "button", "action_id": action_id,
+                         "block_id": block_id or f"decide:{job_id}",
                          "value": job_id, "action_ts": str(time.time())}],
         }
         return urlencode({"payload": json.dumps(payload)})
 
-    def click(self, action_id: str, job_id: str, user: str, root_ts: str | None = None) -> int:
-        status, _ = self.post(self.click_body(action_id, job_id, user, root_ts))
+    def click(self, action_id: str, job_id: str, user: str, root_ts: str | None = None,
+              **message) -> int:
+        status, _ = self.post(self.click_body(action_id, job_id, user, root_ts, **message))
         return status
 
 

@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 
 from tests.slack.slack_harness import CHANNEL, REQUESTER
 from tests.slack.test_slack_blocks import BASE
-
 from workers.records import JobView
 
 NOW = datetime(2025, 6, 1, tzinfo=UTC)

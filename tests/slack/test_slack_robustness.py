@@ -10,7 +10,15 @@ import subprocess
 import sys
 
 from tests.slack.conftest import serve
-from tests.slack.slack_harness import APPROVER, BOT_TOKEN, REQUESTER, SIGNING_SECRET, SMALL, _job, quoted
+from tests.slack.slack_harness import (
+    APPROVER,
+    BOT_TOKEN,
+    REQUESTER,
+    SIGNING_SECRET,
+    SMALL,
+    _job,
+    quoted,
+)
 
 
 def test_tokens_and_secrets_never_reach_a_log_line(bot, caplog):

@@ -120,8 +120,45 @@ class AwsProvider:
             return sorted(set(self._subnet_zones.values()))
         return [None]  # let EC2 place it; the option's own zone is tried first by the plan
 
+    @cached_property
+    def _region_zones(self) -> list[str]:
+        found = self.ec2.describe_availability_zones(
+            Filters=[{"Name": "state", "Values": ["available"]}])["AvailabilityZones"]
+        return sorted(z["ZoneName"] for z in found)
+
+    def region_zones(self, region: str) -> list[str | None]:
+        """Every zone of the region: a recovery that must avoid a lost zone names the others
+        (with no subnets configured, `zones` lets EC2 choose and could choose the lost one)."""
+        if self._subnet_zones:
+            return self.zones(region)
+        return list(self._region_zones) or [None]
+
     def hourly_usd(self, instance_type: str, market: str, quoted_usd: float) -> Decimal:
         return usd(quoted_usd)
+
+    def spot_price_history(self, pairs: Iterable[tuple[str, str]], since) -> dict:
+        """{(instance_type, zone): [(at, usd_per_hour), ...] oldest first} for Linux spot, one
+        paginated DescribeSpotPriceHistory for all the pairs (never one call per job). The
+        answer includes the price in force at `since` (AWS returns it as the first point)."""
+        pairs = set(pairs)
+        if not pairs:
+            return {}
+        out: dict[tuple[str, str], list] = {p: [] for p in pairs}
+        pages = self.ec2.get_paginator("describe_spot_price_history").paginate(
+            InstanceTypes=sorted({t for t, _ in pairs}), StartTime=since,
+            ProductDescriptions=["Linux/UNIX"],
+            Filters=[{"Name": "availability-zone", "Values": sorted({z for _, z in pairs})}])
+        try:
+            for page in pages:
+                for h in page["SpotPriceHistory"]:
+                    key = (h["InstanceType"], h["AvailabilityZone"])
+                    if key in out:
+                        out[key].append((h["Timestamp"], usd(Decimal(h["SpotPrice"]))))
+        except ClientError as exc:
+            if _code(exc) in TRANSIENT_CODES:
+                raise TransientError(str(exc)) from exc
+            raise
+        return {k: sorted(v) for k, v in out.items()}
 
     def precheck(self, instance_type: str, market: str) -> None:
         self.quotas.check(instance_type, market)
