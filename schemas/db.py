@@ -98,11 +98,17 @@ def alembic_config(url: str):
     return cfg
 
 
+# alembic keeps its migration context in a module global: two upgrades at once in one process
+# (a worker thread and the main thread) clobber each other's, half-migrating a database.
+_upgrade_lock = threading.Lock()
+
+
 def upgrade(url: str, revision: str = "head") -> None:
     from alembic import command
 
     try:
-        command.upgrade(alembic_config(url), revision)
+        with _upgrade_lock:
+            command.upgrade(alembic_config(url), revision)
     except sa.exc.OperationalError as exc:
         first = (str(exc.orig).strip().splitlines() or ["unknown error"])[0]
         raise DatabaseError(f"cannot reach the database at {_redact(url)}: {first}") from None

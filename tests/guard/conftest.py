@@ -60,18 +60,37 @@ def guard_worker(guard_env):
 
 
 @pytest.fixture
-def worker(guard_worker, guard_env):
-    """The package's worker with an empty queue; in-flight tasks done before the next test."""
+def worker(no_worker, guard_worker, guard_env, monkeypatch):
+    """The package's worker with an empty queue; in-flight tasks done before the next test.
+    What the runner enqueues (jobs.decide, jobs.cancel: through workers.celery_app.app) goes to
+    this worker too, never to another area's broker."""
     import redis
     from celery.worker import state
 
     app, _running = guard_worker
-    redis.Redis.from_url(BROKER).delete(QUEUE)
+    monkeypatch.setattr("workers.celery_app.app", app)
+    redis.Redis.from_url(BROKER).delete(QUEUE, "celery")
     yield app
-    redis.Redis.from_url(BROKER).delete(QUEUE)
+    # jobs.decide/cancel also publish through workers.celery_app (its default queue): drop those.
+    redis.Redis.from_url(BROKER).delete(QUEUE, "celery")
     deadline = time.monotonic() + 60
     while state.active_requests and time.monotonic() < deadline:
         time.sleep(0.1)
+
+
+@pytest.fixture(autouse=True)
+def no_worker(monkeypatch):
+    """By default the broker is up and nobody consumes: what the runner enqueues (approvals,
+    cancels) waits in a queue of this package's own, dropped after the test, and never reaches
+    another area's worker. Tests that take `worker` get it delivered to the worker instead."""
+    import redis
+    from celery import Celery
+
+    app = Celery("guard-nobody", broker=BROKER)
+    app.conf.task_default_queue = "trainops-guard-nobody"
+    monkeypatch.setattr("workers.celery_app.app", app)
+    yield app
+    redis.Redis.from_url(BROKER).delete("trainops-guard-nobody")
 
 
 @pytest.fixture

@@ -42,8 +42,7 @@ def _start(db, worker, *, cap: float, steps: int = 100000, run=True) -> str:
     q = q.model_copy(update={"request": q.request.model_copy(update={"epochs": 1000})})
     job_id = jobs.open_job(db, q, "UREQ", provider="local")
     assert jobs.decide(db, job_id, "UAPP", "approve", APPROVERS).ok
-    if run:
-        worker.send_task(jobs.PROVISION_TASK, args=[job_id])
+    if run:  # the approval enqueued the provision task: the worker launches the agent
         wait_for(lambda: jobs.get_job(db, job_id).status == S.running, timeout=60)
     return job_id
 
@@ -167,7 +166,6 @@ def test_a_cancel_during_recovery_leaves_no_machine(runner_env, beat, db, monkey
     wait_for(lambda: jobs.get_job(db, job_id).recoveries == 1, timeout=60, interval=0.01)
     cancelled = jobs.cancel(db, job_id, "UREQ")
     assert cancelled.ok
-    beat.send_task(jobs.TERMINATE_TASK, args=[job_id])  # the queue jobs.cancel used is not ours
     wait_for(lambda: _no_machine_left(job_id) and all(
         a["ended_at"] for a in jobs.get_job(db, job_id).attempts), timeout=60)
     job = jobs.get_job(db, job_id)
