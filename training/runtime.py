@@ -165,6 +165,9 @@ class Watchers:
                                    self.tracker.metrics_path)
 
     def poll_notice(self) -> None:
+        # control.json is read here too, not only at the heartbeat: a stop, a rehearsed
+        # interruption or a deadline brought forward must be seen within seconds.
+        self.read_control()
         action, rebalance = self.imds.poll()
         if action is not None:
             self.signals.raise_reason("interrupted", f"spot interruption notice {json.dumps(action)}")
