@@ -7,6 +7,7 @@ only the fields it owns: a deadline update never clears a stop.
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime
 from decimal import Decimal
 
@@ -17,6 +18,9 @@ from schemas.store import Store, job_prefix, read_model, write_model
 # rewritten every tick (1,000 jobs would be 1,000 PUTs a tick for nothing).
 _written: dict[str, tuple[datetime | None, float | None]] = {}
 DEADLINE_SLACK_S = 2.0  # a deadline that moved less than this is not worth a write
+# Read-change-write is not atomic: within one process (a worker's threads, the demo) two writers
+# would otherwise lose one another's field — a tick's deadline write undoing a stop just set.
+_lock = threading.Lock()
 
 
 def control_key(job_id: str) -> str:
@@ -31,8 +35,9 @@ def update_control(store: Store, job_id: str, **changes) -> Control:
     """Read control.json, apply `changes` (stop, interrupt, deadline, cap_usd), write it back."""
     if "cap_usd" in changes and isinstance(changes["cap_usd"], Decimal):
         changes["cap_usd"] = float(changes["cap_usd"])
-    control = read_control(store, job_id).model_copy(update={**changes, "updated_at": utcnow()})
-    write_model(store, control_key(job_id), control)
+    with _lock:
+        control = read_control(store, job_id).model_copy(update={**changes, "updated_at": utcnow()})
+        write_model(store, control_key(job_id), control)
     if "deadline" in changes or "cap_usd" in changes:
         _written[job_id] = (control.deadline, control.cap_usd)
     return control

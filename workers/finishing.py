@@ -7,6 +7,7 @@ as a local file: on a file:// store that is the store's own file, on S3 a local 
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 from datetime import timedelta
@@ -113,7 +114,7 @@ def report(job: Job, attempts: list[Attempt], samples: list[ProgressSample], quo
         tokens=tokens, final_loss=agent.final_loss if agent else None,
         output_uri=agent.output_uri if agent and job.status == S.succeeded else None,
         interruptions=interruptions)
-    chart = _chart(job, samples, interruptions, store)
+    chart = _chart(job, attempts, samples, interruptions, store)
     return report_text(figures, job.id), chart
 
 
@@ -129,14 +130,33 @@ def _lost_s(samples: list[ProgressSample], a: Attempt) -> float:
     return lost_steps / rate if rate > 0 else 0.0
 
 
-def _chart(job: Job, samples, interruptions, store: Store) -> Path | None:
+def _loss_curve(store: Store, job: Job, attempts: list[Attempt], samples) -> list:
+    """Every step's loss from the agents' metrics logs (`t` is seconds since that attempt's agent
+    started; it is placed from the attempt's launch, a few seconds early at most). The monitor's
+    progress samples, one a tick, are the fallback when no log reached the store."""
+    curve = []
+    for a in attempts:
+        if a.launched_at is None:
+            continue
+        raw = store.read_bytes(f"{job_prefix(job.id)}/logs/metrics-attempt-{a.attempt}.jsonl")
+        for line in (raw or b"").splitlines():
+            try:
+                row = json.loads(line)
+                curve.append((a.launched_at + timedelta(seconds=float(row["t"])),
+                              float(row["loss"])))
+            except (ValueError, KeyError, TypeError):
+                continue  # a line cut short by the upload: the rest still draws
+    return sorted(curve) or [(p.at, p.loss) for p in samples if p.loss is not None]
+
+
+def _chart(job: Job, attempts: list[Attempt], samples, interruptions, store: Store) -> Path | None:
     key = f"{job_prefix(job.id)}/reports/chart.png"
     if isinstance(store, FileStore):
         path = store.root / key
     else:
         path = Path(tempfile.mkdtemp(prefix="trainops-report-")) / "chart.png"
     try:
-        render_chart(path, loss=[(p.at, p.loss) for p in samples if p.loss is not None],
+        render_chart(path, loss=_loss_curve(store, job, attempts, samples),
                      spend=[(p.at, float(p.spend_usd)) for p in samples],
                      cap_usd=float(job.cap_usd), warn_usd=float(job.cap_usd) * job.warn,
                      interruptions=[i.at for i in interruptions],

@@ -141,7 +141,9 @@ def _interrupt_when_training(job_id: str) -> None:
 
 def test_a_rehearsed_interruption_is_recovered_to_success(runner_env, beat, db, monkeypatch):
     _price(monkeypatch, 0.36)
-    job_id = _start(db, beat, cap=50.0, steps=400)
+    # Enough steps after the first checkpoint that the agent's 5 s control poll sees the
+    # rehearsal on a loaded machine too.
+    job_id = _start(db, beat, cap=50.0, steps=1200)
     _interrupt_when_training(job_id)
     job = wait_for(lambda: (j := jobs.get_job(db, job_id)).status.is_terminal()
                    and "report" in _kinds(db, job_id) and j, timeout=150, interval=0.5)
