@@ -23,7 +23,9 @@ from tests.e2e.conftest import APPROVER, BUCKET, CHANNEL, REQUESTER
 from tests.e2e.stand_ins import RECLAIM, Fleet, market_prices, reclaims
 
 pytestmark = pytest.mark.slow
-TEXT = ("sft model=tiny data=demo samples=400 epochs=30 seq_len=256 precision=fp32 "
+# Long enough (hundreds of steps after the first checkpoint at step 50) that the agent's 5 s
+# notice poll sees the spot notice before the run ends, on a loaded machine too.
+TEXT = ("sft model=tiny data=demo samples=400 epochs=120 seq_len=256 precision=fp32 "
         "instance=p5.48xlarge spot=yes budget=5 warn=0.1")
 PNG = b"\x89PNG\r\n\x1a\n"
 
