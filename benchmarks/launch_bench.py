@@ -14,7 +14,6 @@ import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -22,21 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-CALLS: Counter = Counter()
-_lock = threading.Lock()
-
-
-def count_aws_calls() -> None:
-    from botocore.client import BaseClient
-
-    real = BaseClient._make_api_call
-
-    def counted(self, operation, params):
-        with _lock:
-            CALLS[(self.meta.service_model.service_name, operation)] += 1
-        return real(self, operation, params)
-
-    BaseClient._make_api_call = counted
+from benchmarks.aws_calls import CALLS, count_aws_calls  # noqa: E402
 
 
 def _own_schema(url: str) -> str:

@@ -93,3 +93,21 @@ def celery_worker_running(config: dict, includes: list[str], **worker_params):
         params.update(worker_params)
         with worker.start_worker(app, **params) as running:
             yield app, running
+
+
+def worker_config(broker: str, queue: str, tick_s: float | None = None) -> dict:
+    """Celery settings for one area's test worker: its own Redis DB and queue, JSON only, one
+    message at a time, and (with `tick_s`) beat sending the real monitor task on that cadence."""
+    config = {
+        "broker_url": broker,
+        "broker_transport_options": {"visibility_timeout": 3600},
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "worker_prefetch_multiplier": 1,
+        "task_default_queue": queue,
+    }
+    if tick_s is not None:
+        config["beat_schedule"] = {"monitor-tick": {
+            "task": "trainops.jobs.monitor_tick", "schedule": tick_s,
+            "options": {"expires": tick_s}}}
+    return config

@@ -21,7 +21,7 @@ import pytest
 # first time, the tasks would be missing from every Celery app made after this package.
 import workers.slack_tasks  # noqa: F401, E402
 import workers.tasks  # noqa: F401, E402
-from tests.conftest import celery_worker_running, redis_url
+from tests.conftest import celery_worker_running, redis_url, worker_config
 from tests.slack.fake_slack import FakeSlack
 
 REDIS_DB = 9
@@ -76,16 +76,7 @@ def e2e_env(fake_slack, moto_server, tmp_path_factory):
     get_settings.cache_clear()
 
 
-CELERY_CONFIG = {
-    "broker_url": BROKER,
-    "broker_transport_options": {"visibility_timeout": 3600},
-    "task_serializer": "json",
-    "accept_content": ["json"],
-    "worker_prefetch_multiplier": 1,
-    "task_default_queue": QUEUE,
-    "beat_schedule": {"monitor-tick": {"task": "trainops.jobs.monitor_tick", "schedule": TICK_S,
-                                       "options": {"expires": TICK_S}}},
-}
+CELERY_CONFIG = worker_config(BROKER, QUEUE, TICK_S)
 
 
 @pytest.fixture(scope="package")

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from tests.conftest import celery_worker_running, redis_url
+from tests.conftest import celery_worker_running, redis_url, worker_config
 
 BROKER = f"{redis_url()}/7"
 QUEUE = "trainops-guard-tests"
@@ -36,16 +36,7 @@ def guard_env():
             os.environ[key] = value
 
 
-CELERY_CONFIG = {
-    "broker_url": BROKER,
-    "broker_transport_options": {"visibility_timeout": 3600},
-    "task_serializer": "json",
-    "accept_content": ["json"],
-    "worker_prefetch_multiplier": 1,
-    "task_default_queue": QUEUE,
-    "beat_schedule": {"monitor-tick": {"task": "trainops.jobs.monitor_tick", "schedule": TICK_S,
-                                       "options": {"expires": TICK_S}}},
-}
+CELERY_CONFIG = worker_config(BROKER, QUEUE, TICK_S)
 
 
 @pytest.fixture(scope="package")
