@@ -73,13 +73,14 @@ def main() -> int:
 
     from celery.contrib.testing.worker import start_worker
 
-    import workers.tasks  # noqa: F401
-    from schemas.db import get_database
+    import workers.queue.tasks  # noqa: F401
+    from benchmarks.sample import sample_quote as quote
+    from schemas.db.database import get_database
     from schemas.settings import get_settings
-    from tests.runner.factories import quote
-    from workers import jobs, monitor
-    from workers.celery_app import app
+    from workers.monitor.tick import tick
     from workers.notify import RecordingNotifier
+    from workers.queue.app import app
+    from workers.state import jobs
 
     settings = get_settings()
     db = get_database(settings)
@@ -112,7 +113,7 @@ def main() -> int:
     launch_calls = Counter(CALLS)
     CALLS.clear()
     tick_t = time.monotonic()
-    monitor.tick(db, settings, RecordingNotifier())
+    tick(db, settings, RecordingNotifier())
     tick_s = time.monotonic() - tick_t
 
     pages = boto3.client("ec2").get_paginator("describe_instances").paginate(

@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 
-from bot.commands import parse_request
+from bot.grammar.commands import parse_request
 from schemas.config import load_config
 from workers.quoting import PriceBook, make_quote
 
@@ -52,7 +52,7 @@ def in_process(n: int, live: bool = False) -> None:
 
 def whole_process(runs: int) -> None:
     trainops = shutil.which("trainops")
-    command = [trainops] if trainops else [sys.executable, "-m", "bot.cli"]
+    command = [trainops] if trainops else [sys.executable, "-m", "bot.cli.main"]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TRAINOPS_"))}
     with tempfile.TemporaryDirectory() as home:
         env.update(HOME=home, AWS_SHARED_CREDENTIALS_FILE=f"{home}/none",

@@ -50,10 +50,10 @@ def main() -> int:
                       SLACK_API_URL=slack.api_url, TRAINOPS_DATABASE_URL=f"sqlite:///{tmp}/b.db",
                       TRAINOPS_BROKER_URL=args.redis, TRAINOPS_CONFIG=f"{tmp}/absent.toml")
 
-    from bot.app import build_app
-    from bot.serve import EVENTS_PATH, SlackHTTPServer
+    from bot.slack.app import build_app
+    from bot.slack.serve import EVENTS_PATH, SlackHTTPServer
     from schemas.config import cached_config
-    from schemas.db import get_database
+    from schemas.db.database import get_database
     from schemas.settings import get_settings
 
     settings = get_settings()

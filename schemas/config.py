@@ -57,6 +57,12 @@ class Preset(_Strict):
     epochs: int | None = Field(default=None, gt=0)
     max_steps: int | None = Field(default=None, gt=0)
     seq_len: int | None = Field(default=None, gt=0)
+    # RL and eval stages (issue #12): tasks per round, completions per task, kept per task.
+    num_tasks: int | None = Field(default=None, gt=0)
+    n_samples: int | None = Field(default=None, gt=0)
+    top_k: int | None = Field(default=None, gt=0)
+    rounds: int | None = Field(default=None, gt=0)
+    eval_samples: int | None = Field(default=None, gt=0)
 
 
 class ModelInfo(_Strict):
@@ -64,6 +70,42 @@ class ModelInfo(_Strict):
     layers: int = Field(gt=0)
     hidden: int = Field(gt=0)
     family: str
+    # Attention heads and key/value heads (the model's config.json): with grouped-query
+    # attention the KV cache is kv_heads/heads of full width, which sets how many sequences
+    # decode together in a generation quote. Unset: full width (the larger, dearer assumption).
+    heads: int | None = Field(default=None, gt=0)
+    kv_heads: int | None = Field(default=None, gt=0)
+
+    @property
+    def kv_width(self) -> int:
+        if self.heads and self.kv_heads:
+            return self.hidden * min(self.kv_heads, self.heads) // self.heads
+        return self.hidden
+
+
+# -- security (issue #14): who may run custom code, where data may come from ------------------
+class Security(_Strict):
+    # `command=` runs the requester's own shell code on the machine: off unless a team opts in,
+    # and even then every such job needs an approver's click (workers/rules/budget.py).
+    allow_commands: bool = False
+    # The most a non-approver may approve for their own job, judged on the CAP (the most money
+    # at risk), not the budget. 0: only approvers approve anything.
+    self_approve_limit_usd: float = Field(default=500.0, ge=0)
+
+
+class DataAccess(_Strict):
+    # data= may name local paths only under these folders and S3 objects only under these
+    # s3://bucket/prefix roots; `demo` and Hub ids are always allowed.
+    local_roots: list[str] = Field(default_factory=list)
+    s3_prefixes: list[str] = Field(default_factory=list)
+
+
+class LocalMachine(_Strict):
+    """`[local]`: the worker's own machine as a provider (issue 13). `gpus`/`gpu` left unset are
+    detected once by the worker (training/agent in a subprocess) and cached in the store."""
+
+    gpus: int | None = Field(default=None, ge=0)
+    gpu: str | None = None  # "cpu", or a GPU family the catalog knows ("a10g", "h100", ...)
 
 
 class TeamConfig(_Strict):
@@ -74,6 +116,10 @@ class TeamConfig(_Strict):
     models: dict[str, ModelInfo]
     # Utilisation overrides: "<gpu>/<method>" -> fraction of peak, e.g. "a10g/lora" = 0.3.
     calibration: dict[str, float] = Field(default_factory=dict)
+    # security (issue #14)
+    security: Security = Field(default_factory=Security)
+    data: DataAccess = Field(default_factory=DataAccess)
+    local: LocalMachine = Field(default_factory=LocalMachine)  # issue 13: the local provider
     source: str = "embedded defaults"
 
 

@@ -7,19 +7,19 @@ too, and so does the bot, which must start fast.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from datetime import UTC, datetime
-from typing import ClassVar, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Stage = Literal["sft"]
+Stage = Literal["sft", "rl", "eval", "pipeline"]
+Strategy = Literal["single", "ddp", "fsdp"]
+RlMethod = Literal["grpo", "best_of_n"]
 Peft = Literal["lora", "qlora", "none"]
 Method = Literal["lora", "qlora", "full"]
 Precision = Literal["bf16", "fp16", "fp32"]
 SpotChoice = Literal["yes", "no", "auto"]
-Market = Literal["spot", "on-demand"]
+Market = Literal["spot", "on-demand", "local"]  # local: the worker's own machine
 PriceSource = Literal["live", "catalog", "local"]
 
 
@@ -62,6 +62,20 @@ class TrainRequest(_Model):
     region: str = "us-east-1"
     deadline_s: int | None = Field(default=None, gt=0)
     command: str | None = None  # the user's own training script instead of the recipe
+    # -- Sweeps, stages and RL (issues #11, #12) --------------------------------------------
+    # `sweep=learning_rate:1e-4,2e-4`: one key, its values; each value is one run of the job.
+    sweep_key: str | None = None
+    sweep_values: list[float] = Field(default_factory=list)
+    # The stages the job runs, in order (prep, sft, rl, eval); empty: what `stage` stands for.
+    stages: list[str] = Field(default_factory=list)
+    init_from: str | None = None  # a job id or s3://.../final/: the weights RL or eval start from
+    rl_method: RlMethod = "grpo"
+    n_samples: int | None = Field(default=None, gt=0)  # completions per task per round
+    top_k: int | None = Field(default=None, gt=0)  # best_of_n: completions kept per task
+    num_tasks: int | None = Field(default=None, gt=0)  # prompts per round
+    rounds: int | None = Field(default=None, gt=0)
+    reward: str | None = None  # exact | regex:... | json | length | path/file.py:fn
+    eval_samples: int | None = Field(default=None, gt=0)
 
     @property
     def method(self) -> Method:
@@ -107,6 +121,24 @@ class QuoteOption(_Model):
     fits_deadline: bool = True  # expected hours within the request's deadline (or no deadline)
     gradient_checkpointing: bool = False  # needed to fit this option's GPU memory
     memory_gb: float = 0.0  # GPU memory needed per GPU (GB)
+    micro_batch: int = 0  # sequences per micro-batch on each GPU the throughput assumes
+    price_basis: str = ""  # which price: "catalog zone median ...", "cheapest zone now"
+    # Spot risk (spot only): interruptions per running hour and where that figure comes from,
+    # the expected number of restarts, the 90th percentile of it, and the chance of any.
+    interruptions_per_h: float = 0.0
+    interruption_source: str = ""
+    expected_restarts: float = 0.0
+    restarts_p90: int = 0
+    interruption_chance: float = 0.0
+    fits_cap_p90: bool = True  # the P90 cost stays within the request's cap
+    # -- Multi-GPU, sweeps and stages (issues #11, #12) ----------------------------------------
+    strategy: Strategy = "single"  # how each run uses its GPUs: one, replicated, or sharded
+    gpus_used: int = 1  # GPUs busy at once (all runs of a wave together)
+    gpus_per_run: int = 1
+    scaling: float = 1.0  # per-GPU throughput on gpus_per_run GPUs relative to one GPU
+    waves: int = 1  # a sweep with more runs than GPU groups runs in waves
+    runs: list[dict] = Field(default_factory=list)  # sweep: {name, gpus, hours, gpu_hours}
+    stages: list[dict] = Field(default_factory=list)  # {stage, hours, cost_usd, what}
 
 
 class Quote(_Model):
@@ -118,107 +150,3 @@ class Quote(_Model):
     reduced_cost_usd: float | None = None  # what the `reduced` preset would cost, when over
     notes: list[str] = Field(default_factory=list)
     created_at: datetime = Field(default_factory=utcnow)
-
-
-class JobSpec(_Model):
-    """What the training agent on the GPU machine is told to run (`spec.json`).
-
-    `store_uri` is the job's folder in the object store (`.../jobs/<job_id>`); everything the
-    agent writes goes under it.
-    """
-
-    job_id: str
-    attempt: int = 1
-    store_uri: str
-    model: str
-    data: str = "demo"
-    method: Method = "lora"
-    precision: Precision = "bf16"
-    seq_len: int = Field(default=2048, gt=0)
-    batch_size: int = Field(default=8, gt=0)  # sequences per optimizer step
-    micro_batch_size: int = Field(default=0, ge=0)  # 0: the agent chooses
-    max_samples: int | None = Field(default=None, gt=0)
-    epochs: int = Field(default=1, gt=0)
-    max_steps: int | None = Field(default=None, gt=0)
-    learning_rate: float = Field(default=2e-4, gt=0)
-    warmup_steps: int = Field(default=0, ge=0)
-    lora_r: int = Field(default=16, gt=0)
-    lora_alpha: int = Field(default=32, gt=0)
-    lora_dropout: float = Field(default=0.0, ge=0, lt=1)
-    gradient_checkpointing: bool = False
-    compile: bool = False
-    seed: int = 1234
-    checkpoint_every_steps: int = Field(default=50, gt=0)
-    checkpoint_every_s: float = Field(default=600, gt=0)
-    keep_checkpoints: int = Field(default=3, gt=0)
-    heartbeat_s: float = Field(default=15, gt=0)  # progress.json at least this often (<= 30 s)
-    notice_poll_s: float = Field(default=5, gt=0)  # IMDS spot-notice polling
-    command: str | None = None  # the user's own script instead of the recipe
-    grace_s: float = Field(default=60, gt=0)  # custom command: SIGTERM to SIGKILL
-    # `/train resume`: the store URI of the job this one continues (`.../jobs/<old id>`). When
-    # this job's own checkpoints/ holds none yet, the agent first copies that job's newest
-    # verified checkpoint here. Not a training field: it changes where training starts, not
-    # what is trained.
-    resume_from: str | None = None
-
-    # Fields that change what a checkpoint means. Resuming from a checkpoint written under
-    # another value of any of these would silently train something else, so the agent refuses.
-    TRAINING_FIELDS: ClassVar[tuple[str, ...]] = (
-        "model", "data", "method", "precision", "seq_len", "batch_size", "max_samples",
-        "epochs", "max_steps", "learning_rate", "warmup_steps", "lora_r", "lora_alpha",
-        "lora_dropout", "seed", "command",
-    )
-
-    def spec_hash(self) -> str:
-        payload = {name: getattr(self, name) for name in self.TRAINING_FIELDS}
-        blob = json.dumps(payload, sort_keys=True, default=str).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
-
-
-class Progress(_Model):
-    """`progress.json`: the agent's heartbeat, written at least every 30 s."""
-
-    phase: str  # setup | data | train | checkpoint | save | done
-    step: int = 0
-    total_steps: int = 0
-    loss: float | None = None
-    tokens_per_s: float = 0.0
-    tokens_seen: int = 0
-    elapsed_s: float = 0.0
-    eta_s: float | None = None
-    last_checkpoint_step: int | None = None
-    upload_error: str | None = None  # the last checkpoint upload that keeps failing, if any
-    attempt: int = 1
-    updated_at: datetime = Field(default_factory=utcnow)
-
-
-AgentState = Literal["succeeded", "failed", "interrupted", "stopped", "deadline"]
-
-
-class AgentStatus(_Model):
-    """`status.json`: the agent's last word about an attempt."""
-
-    state: AgentState
-    attempt: int = 1
-    step: int = 0
-    last_checkpoint_step: int | None = None
-    final_loss: float | None = None
-    error: str | None = None  # the tail of the error when failed
-    output_uri: str | None = None  # where the trained adapter or model is
-    at: datetime = Field(default_factory=utcnow)
-
-
-class Control(_Model):
-    """`control.json`: what the control plane tells a running agent.
-
-    `deadline` is the moment the money runs out at the current price; the agent enforces it by
-    itself, so the cap holds while the bot, the workers and Redis are down.
-    """
-
-    stop: bool = False
-    # Rehearse a spot interruption (`trainops interrupt JOB`, local provider): the agent takes the
-    # very path an IMDS notice takes — checkpoint now, upload, status interrupted, exit.
-    interrupt: bool = False
-    deadline: datetime | None = None
-    cap_usd: float | None = None
-    updated_at: datetime = Field(default_factory=utcnow)

@@ -1,6 +1,6 @@
 """The object store both sides share: `s3://bucket/prefix` in production, `file://path` locally.
 
-The layout under a job's folder is a contract (DESIGN.md):
+The layout under a job's folder is a contract (docs/store-layout.md):
 
     jobs/<job_id>/spec.json         written by the worker
     jobs/<job_id>/control.json      written by the control plane (stop flag, deadline, cap)
@@ -9,6 +9,13 @@ The layout under a job's folder is a contract (DESIGN.md):
     jobs/<job_id>/checkpoints/step-N/...  with MANIFEST.json written last
     jobs/<job_id>/final/            the trained adapter or model
     jobs/<job_id>/logs/
+    heartbeats/<job_id>/progress.json, status.json   the agent's copies, for the monitor
+
+The heartbeats/ folder holds, for each job with an agent, a copy of its progress.json and
+status.json written right after the original (write_agent_doc). The monitor lists that one folder
+(ListObjectsV2, 1,000 keys a page: two pages for 1,000 live jobs, however many checkpoints they
+keep) and reads only the copies whose version changed since its last tick (workers/monitor/
+reads.py); the originals under jobs/ stay the contract every other reader uses.
 
 This module is deliberately small and imports boto3 only when an s3:// store is used, so the
 agent and the CLI stay light. JSON writes are atomic: a reader sees the old or the new document,
@@ -30,6 +37,9 @@ from pydantic import BaseModel
 from schemas.errors import UserError
 
 M = TypeVar("M", bound=BaseModel)
+# The S3 client's connection pool (botocore's default is 10): the monitor reads and writes up to
+# this many documents at once, and a smaller pool would open and drop a connection per extra call.
+S3_MAX_CONNECTIONS = 16
 
 
 class StoreError(UserError):
@@ -44,6 +54,7 @@ class Store(Protocol):
     def upload_file(self, key: str, path: Path) -> None: ...
     def download_file(self, key: str, path: Path) -> None: ...
     def list(self, prefix: str) -> list[str]: ...
+    def list_versions(self, prefix: str) -> dict[str, str]: ...
     def delete(self, key: str) -> None: ...
 
 
@@ -97,6 +108,32 @@ class FileStore:
             if p.is_file() and not p.name.startswith(".")
         )
 
+    def list_versions(self, prefix: str) -> dict[str, str]:
+        """{key: version} under `prefix`, in one walk. The version is inode, mtime_ns and size:
+        every write replaces the file (a new inode), so a rewrite within the clock's granularity
+        with the same size still shows as changed."""
+        base = self._path(prefix) if prefix else self.root
+        out: dict[str, str] = {}
+        stack = [base] if base.is_dir() else []
+        while stack:
+            try:
+                entries = list(os.scandir(stack.pop()))
+            except FileNotFoundError:  # removed while we walked: nothing to read there
+                continue
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(Path(entry.path))
+                        continue
+                    st = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                key = str(Path(entry.path).relative_to(self.root))
+                out[key] = f"{st.st_ino}-{st.st_mtime_ns}-{st.st_size}"
+        return out
+
     def delete(self, key: str) -> None:
         path = self._path(key)
         if path.is_dir():
@@ -112,8 +149,11 @@ class S3Store:
         self.uri = f"s3://{bucket}/{self.prefix}".rstrip("/")
         if client is None:
             import boto3  # only here: file:// users never pay for the import
+            from botocore.config import Config
 
-            client = boto3.client("s3")  # honours AWS_ENDPOINT_URL
+            # honours AWS_ENDPOINT_URL; as many pooled connections as the monitor has reads or
+            # writes in flight (workers/monitor/reads.py, control.py)
+            client = boto3.client("s3", config=Config(max_pool_connections=S3_MAX_CONNECTIONS))
         self.client = client
 
     def _key(self, key: str) -> str:
@@ -161,6 +201,23 @@ class S3Store:
             raise StoreError(f"cannot list s3://{self.bucket}/{full}: {exc}") from exc
         return sorted(keys)
 
+    def list_versions(self, prefix: str) -> dict[str, str]:
+        """{key: ETag} under `prefix`: ListObjectsV2 pages of 1,000 (the ETag changes whenever
+        the content does, so a reader can skip the GET of an object it already holds)."""
+        full = self._key(prefix)
+        out: dict[str, str] = {}
+        paginator = self.client.get_paginator("list_objects_v2")
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=full,
+                                           PaginationConfig={"PageSize": 1000}):
+                for item in page.get("Contents", []):
+                    key = item["Key"]
+                    key = key[len(self.prefix) + 1:] if self.prefix else key
+                    out[key] = item["ETag"]
+        except Exception as exc:
+            raise StoreError(f"cannot list s3://{self.bucket}/{full}: {exc}") from exc
+        return out
+
     def delete(self, key: str) -> None:
         """The object `key` and everything under `key/` — not other keys that merely start with
         the same characters (deleting `step-2` must leave `step-20` alone)."""
@@ -203,6 +260,21 @@ def split_job_uri(uri: str) -> tuple[Store, str]:
 
 def job_prefix(job_id: str) -> str:
     return f"jobs/{job_id}"
+
+
+HEARTBEATS = "heartbeats"
+
+
+def heartbeat_key(job_id: str, name: str) -> str:
+    return f"{HEARTBEATS}/{job_id}/{name}"
+
+
+def write_agent_doc(store: Store, prefix: str, name: str, value: BaseModel) -> None:
+    """The agent's progress.json or status.json: the document under its job's folder (the
+    contract), then its copy under heartbeats/ that the monitor lists (module docstring)."""
+    data = value.model_dump_json(indent=2).encode()
+    store.write_bytes(f"{prefix}/{name}", data)
+    store.write_bytes(heartbeat_key(prefix.rstrip("/").rsplit("/", 1)[-1], name), data)
 
 
 def read_model(store: Store, key: str, model: type[M]) -> M | None:

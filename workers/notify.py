@@ -7,15 +7,18 @@ and dropped: the move itself is already in the database and the event log.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TextIO
 
+from schemas.errors import UserError
+
 if TYPE_CHECKING:
     from schemas.settings import Settings
-    from workers.cards import ProgressCard, WarningCard
-    from workers.jobs import JobView
+    from workers.rules.cards import ProgressCard, WarningCard
+    from workers.state.jobs import JobView
 
 log = logging.getLogger(__name__)
 
@@ -99,11 +102,18 @@ class RecordingNotifier:
 
 
 def notifier_for(settings: Settings) -> Notifier:
-    if settings.slack_bot_token is not None:
-        from workers.notify_slack import SlackNotifier  # only when Slack is configured
-
-        return SlackNotifier(settings)
-    return ConsoleNotifier()
+    """The notifier the settings name (TRAINOPS_NOTIFIER): loaded by name, so the runner depends
+    only on the protocol above and Slack's code loads only where Slack is configured."""
+    path = settings.notifier_path
+    if path == "console":
+        return ConsoleNotifier()
+    module_name, _, class_name = path.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as exc:
+        raise UserError(f"TRAINOPS_NOTIFIER={path!r} names no notifier class ({exc}); use "
+                        "auto, console or package.module:Class") from exc
+    return cls(settings)
 
 
 def safe_notify(notifier: Notifier, job: JobView | None, method: str, *args):

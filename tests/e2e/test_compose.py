@@ -1,57 +1,76 @@
-"""docker/compose.yaml, checked without docker: the services a team needs, their health checks
-and start order, and that every variable the settings read reaches the trainops services.
-(`docker compose -f docker/compose.yaml config` is the full check where compose is installed.)"""
+"""`docker compose config` on docker/compose.yaml, where a compose implementation is installed;
+a clean skip wherever none is (no docker, or a docker without the compose plugin). The file's
+structure is checked without docker in tests/unit/docker/test_compose_file.py."""
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker" / "compose.yaml"
+# What a docker without the compose plugin says (docker 20-27, and newer CLIs).
+NO_PLUGIN = ("is not a docker command", "unknown command", "unknown shorthand flag")
 
 
-def _compose() -> dict:
-    return yaml.safe_load(COMPOSE.read_text())
+def compose_cli() -> tuple[list[str] | None, str]:
+    """The compose command this machine has, or None and why not."""
+    tried = []
+    if shutil.which("docker"):
+        done = _run(["docker", "compose", "version"])
+        if done is not None and done.returncode == 0:
+            return ["docker", "compose"], ""
+        tried.append("docker has no compose plugin" + _said(done))
+    else:
+        tried.append("no docker")
+    if shutil.which("docker-compose"):
+        done = _run(["docker-compose", "version"])
+        if done is not None and done.returncode == 0:
+            return ["docker-compose"], ""
+        tried.append("docker-compose does not run" + _said(done))
+    else:
+        tried.append("no docker-compose")
+    return None, "; ".join(tried)
 
 
-def test_services_health_checks_and_order():
-    services = _compose()["services"]
-    assert set(services) == {"redis", "postgres", "migrate", "bot", "worker", "beat"}
-    for name in ("redis", "postgres", "bot", "worker"):
-        assert services[name]["healthcheck"]["test"], f"{name} has no health check"
-    for name in ("bot", "worker", "beat"):
-        assert services[name]["depends_on"]["migrate"]["condition"] == \
-            "service_completed_successfully"
-        assert services[name]["command"][0] == "trainops"
-    assert services["migrate"]["command"] == ["trainops", "db", "upgrade"]
-    for name in ("redis", "postgres"):
-        assert services["migrate"]["depends_on"][name]["condition"] == "service_healthy"
-    assert {"redis-data", "postgres-data"} <= set(_compose()["volumes"])
+def _run(argv: list[str]):
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
 
 
-def test_every_setting_reaches_the_services():
-    from schemas.settings import Settings
-
-    env = _compose()["services"]["worker"]["environment"]
-    for field in Settings.model_fields.values():
-        assert field.alias in env, f"{field.alias} is not passed to the trainops services"
-    example = (ROOT / "docker" / ".env.example").read_text()
-    named = set(re.findall(r"^([A-Z_]+)=", example, re.M))
-    assert {f.alias for f in Settings.model_fields.values()} <= named
+def _said(done) -> str:
+    if done is None:
+        return ""
+    lines = (done.stderr or done.stdout).strip().splitlines()
+    return f" ({lines[0][:120]})" if lines else ""
 
 
-@pytest.mark.skipif(not (shutil.which("docker-compose") or shutil.which("docker")),
-                    reason="no compose CLI on this machine")
 def test_compose_config_is_valid():
-    cli = ["docker-compose"] if shutil.which("docker-compose") else ["docker", "compose"]
-    done = subprocess.run([*cli, "-f", str(COMPOSE), "config", "-q"], capture_output=True,
-                          text=True, cwd=ROOT, timeout=60)
-    if cli == ["docker", "compose"] and "is not a docker command" in done.stderr:
-        pytest.skip("docker has no compose plugin here")
+    cli, why = compose_cli()
+    if cli is None:
+        pytest.skip(f"no compose implementation here: {why}")
+    done = _run([*cli, "-f", str(COMPOSE), "config", "-q"])
+    assert done is not None, "compose config did not finish within 60 s"
+    if done.returncode != 0 and any(s in done.stderr for s in NO_PLUGIN):
+        pytest.skip(f"{' '.join(cli)} cannot run here: {done.stderr.strip()[:200]}")
     assert done.returncode == 0, done.stderr
+
+
+def test_no_docker_at_all_is_a_reason_to_skip(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # a machine with neither command
+    assert compose_cli() == (None, "no docker; no docker-compose")
+
+
+def test_a_docker_without_the_plugin_is_a_reason_to_skip(monkeypatch, tmp_path):
+    """A `docker` that answers as docker does without the compose plugin."""
+    fake = tmp_path / "docker"
+    fake.write_text("#!/bin/sh\necho 'docker: unknown command: docker compose' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    cli, why = compose_cli()
+    assert cli is None and "docker has no compose plugin (docker: unknown command" in why

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from schemas.errors import UserError
-from training.tiny import is_tiny, tiny_model, tiny_tokenizer
+from training.recipes.builtin.tiny import is_tiny, tiny_model, tiny_tokenizer
 
 log = logging.getLogger("trainops.recipe")
 
@@ -38,7 +38,8 @@ class Placement:
         return self.autocast is torch.float16
 
 
-def placement(spec) -> Placement:
+def placement(spec, device: torch.device | None = None) -> Placement:
+    """`device`: this rank's GPU under torchrun (default: the current CUDA device)."""
     if not torch.cuda.is_available():
         return Placement(torch.device("cpu"), torch.float32, None)
     precision = spec.precision
@@ -48,7 +49,7 @@ def placement(spec) -> Placement:
     dtype = _DTYPES[precision]
     autocast = None if dtype is torch.float32 else dtype
     weight = torch.float32 if spec.method == "full" else dtype
-    return Placement(torch.device("cuda"), weight, autocast)
+    return Placement(device or torch.device("cuda"), weight, autocast)
 
 
 def load_tokenizer(spec):
@@ -62,12 +63,16 @@ def load_tokenizer(spec):
     return tokenizer
 
 
-def load_model(spec, tokenizer, where: Placement):
-    """The base model on its device, with LoRA applied when the spec asks."""
+def load_model(spec, tokenizer, where: Placement, empty: bool = False):
+    """The base model on its device, with LoRA applied when the spec asks. `empty`: the same
+    architecture with no weights read (parameters on the meta device), for sharded loading
+    (training/recipes/sharded.py)."""
     quantization = None
     if spec.method == "qlora":
         quantization = _qlora_config(where)
-    if is_tiny(spec.model):
+    if empty:
+        model = _empty(spec, tokenizer, where)
+    elif is_tiny(spec.model):
         model = tiny_model(len(tokenizer), name=spec.model, device=where.device).to(where.weight_dtype)
     else:
         from transformers import AutoModelForCausalLM
@@ -75,9 +80,11 @@ def load_model(spec, tokenizer, where: Placement):
         model = AutoModelForCausalLM.from_pretrained(
             spec.model, dtype=where.weight_dtype, attn_implementation="sdpa",
             quantization_config=quantization, token=os.environ.get("HF_TOKEN"),
+            # 4-bit weights are placed as they load: on this rank's GPU, not always GPU 0.
+            device_map={"": where.device} if quantization is not None else None,
         )
     model.config.use_cache = False  # the KV cache is for generation; training only wastes memory
-    if quantization is None:
+    if quantization is None and not empty:
         model.to(where.device)
     if spec.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -93,6 +100,18 @@ def load_model(spec, tokenizer, where: Placement):
         task_type="CAUSAL_LM",
     )
     return get_peft_model(model, config)  # adapters in fp32 (peft's autocast_adapter_dtype)
+
+
+def _empty(spec, tokenizer, where: Placement):
+    meta = torch.device("meta")
+    if is_tiny(spec.model):
+        return tiny_model(len(tokenizer), name=spec.model, device=meta).to(where.weight_dtype)
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(spec.model, token=os.environ.get("HF_TOKEN"))
+    with meta:
+        return AutoModelForCausalLM.from_config(config, dtype=where.weight_dtype,
+                                                attn_implementation="sdpa")
 
 
 def _qlora_config(where: Placement):

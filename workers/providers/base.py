@@ -1,7 +1,7 @@
 """What the runner needs from a place that runs machines (AWS EC2, or this machine).
 
 Providers are thin adapters: they launch, describe and terminate, and translate the cloud's
-errors into the few kinds the launch plan (workers/launch.py) decides on. They never touch the
+errors into the few kinds the launch plan (workers/rules/launch_order.py) decides on. They never touch the
 database.
 """
 
@@ -53,6 +53,10 @@ class Machine:
     launched_at: datetime | None = None
     # Why it stopped, as the cloud says it ("Server.SpotInstanceTermination" = interrupted).
     state_reason: str | None = None
+    # security/metering (issue #14): when it stopped, as the provider knows it (EC2's state
+    # transition time, the local process's exit) — the meter bills up to here, not to when a
+    # monitor noticed.
+    stopped_at: datetime | None = None
 
     @property
     def live(self) -> bool:

@@ -1,49 +1,25 @@
-"""Utilisation: what fraction of a GPU's peak a fine-tuning run really achieves.
+"""How the throughput model is adjusted for this team: its own measured runs first, then its
+overrides in trainops.toml, then the model as published figures fit it (throughput.py).
 
-Three layers, the most trustworthy winning: measured throughput from our own runs, then the team's
-overrides in trainops.toml (`[calibration] "a10g/lora" = 0.3`), then published figures
-(FACTS.md). Every figure carries where it came from, and the quote shows it.
-
-Utilisation here is counted the way the estimator counts FLOPs (6·N per token for full
-fine-tuning, 4·N for LoRA and QLoRA): "31%" means 4·N·tokens_per_s / peak = 0.31.
+Measured runs scale the model rather than replace it: each run is compared with what the model
+predicts for that run's own shape (GPU, model size, method, sequence length, checkpointing), and
+the ratio carries over to other shapes of the same GPU and method. A 7B LoRA run at seq 2048 then
+informs a 7B LoRA quote at seq 512 through the model's account of short sequences, instead of
+quoting 512-token micro-batches at the 2048-token rate.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from schemas.config import ConfigError
 from workers.quoting.catalog import GPUS
+from workers.quoting.throughput import FLOPS_PER_PARAM, Setup, tokens_per_s_per_gpu
+from workers.quoting.workload import MICRO_BATCH_TOKENS, shape_for_params
 
-# Published utilisation per method on an A100, the stack we run (HF + PEFT + FlashAttention-2).
-_BASE: dict[str, tuple[float, str]] = {
-    # Qwen-7B LoRA on one A100: 3,151 tok/s at seq 2048 = 31% MFU with 4·N accounting.
-    "lora": (0.31, "Qwen-7B LoRA on A100, HF+PEFT+FA2 (31% MFU)"),
-    # QLoRA runs at 0.74-0.78× LoRA speed (Qwen, torchtune): 0.31 × 0.76.
-    "qlora": (0.31 * 0.76, "QLoRA at 0.76× LoRA (Qwen, torchtune)"),
-    # Tuned stacks reach 46-64% (llm-foundry); MPT-7B on 8×H100 is ~43% by 6·N accounting. HF
-    # Trainer with FSDP is not a tuned stack: take the bottom of the range, less a margin.
-    "full": (0.40, "full fine-tuning below llm-foundry's 46-64% MFU"),
-}
-
-# How each GPU family fares against the A100 figure, and why.
-_FAMILY: dict[str, tuple[float, str]] = {
-    "a100": (1.0, "measured on A100"),
-    # MPT-7B on H100 is ~43% against 46-64% elsewhere: the faster the GPU, the more the
-    # non-matmul work shows.
-    "h100": (0.85, "H100 fills less well (llm-foundry MPT-7B)"),
-    # Ada/Ampere inference cards: the peak is what limits; no published shortfall.
-    "a10g": (1.0, "A10G peak itself is an estimate"),
-    "l4": (0.9, "L4 is power-limited at 72 W"),
-    "l40s": (0.9, "L40S assumed like L4"),
-    # Older cards without FlashAttention-2 support (Turing, Volta): attention runs unfused.
-    "t4": (0.7, "no FlashAttention-2 on Turing"),
-    "v100": (0.7, "no FlashAttention-2 on Volta"),
-}
-
-# The FLOPs per token per parameter that utilisation figures are counted against.
-FLOPS_PER_PARAM = {"full": 6.0, "lora": 4.0, "qlora": 4.0}
+__all__ = ["FLOPS_PER_PARAM", "Adjustment", "Calibration", "Measured", "size_class"]
 
 
 @dataclass(frozen=True)
@@ -55,15 +31,47 @@ class Measured:
     params_b: float
     tokens_per_s: float
     runs: int = 1
-    # Whether those runs recomputed activations: their FLOPs per token were then one forward more,
-    # and utilisation is counted against the FLOPs really done.
     gradient_checkpointing: bool = False
+    seq_len: int = 2048
+    gpu_count: int = 1
+    micro_batch: int = 0  # sequences per micro-batch; 0: the agent's rule for a batch of 8
+
+
+def size_class(params_b: float) -> str:
+    """Model sizes that behave alike: small models are launch-bound, large ones matmul-bound."""
+    for bound, name in ((3.0, "<3B"), (10.0, "3-10B"), (30.0, "10-30B")):
+        if params_b < bound:
+            return name
+    return ">30B"
+
+
+@dataclass(frozen=True)
+class Adjustment:
+    """What a quote applies on top of the model: a utilisation that replaces the model's (team
+    override), a factor on its tokens/s (measured runs), and where that came from."""
+
+    utilisation: float | None = None
+    factor: float = 1.0
+    source: str = "throughput model fit to published measurements"
+
+
+def _predicted(rec: Measured) -> float:
+    shape = shape_for_params(rec.params_b * 1e9)
+    micro = rec.micro_batch or max(d for d in (1, 2, 4, 8)
+                                   if d == 1 or d * rec.seq_len <= MICRO_BATCH_TOKENS)
+    interconnect = "none" if rec.gpu_count <= 1 else "pcie"
+    return tokens_per_s_per_gpu(Setup(
+        gpu=rec.gpu, method=rec.method, params=shape.params, layers=shape.layers,
+        hidden=shape.hidden, seq_len=rec.seq_len, micro_batch=micro,
+        gradient_checkpointing=rec.gradient_checkpointing, n_gpus=rec.gpu_count,
+        interconnect=interconnect, sharded=rec.method == "full" and rec.gpu_count > 1))
 
 
 @dataclass(frozen=True)
 class Calibration:
     overrides: Mapping[str, float] = field(default_factory=dict)  # "gpu/method" -> fraction
-    measured: Mapping[str, tuple[float, int]] = field(default_factory=dict)  # key -> (util, runs)
+    # "gpu/method/size class" -> (measured / model, runs), the ratio a run-weighted geometric mean
+    measured: Mapping[str, tuple[float, int]] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, overrides: Mapping[str, float]) -> Calibration:
@@ -81,33 +89,54 @@ class Calibration:
         return cls(overrides=out)
 
     def with_measured(self, records: Iterable[Measured | tuple]) -> Calibration:
-        """A copy that also knows these measured runs; several records of one gpu/method are
-        averaged, weighted by their runs."""
-        sums: dict[str, tuple[float, int]] = dict(self.measured)
-        totals = {k: (u * n, n) for k, (u, n) in sums.items()}
+        """A copy that also knows these measured runs; several records of one GPU, method and
+        size class are combined, weighted by their runs."""
+        totals = {k: (math.log(r) * n, n) for k, (r, n) in self.measured.items()}
         for rec in records:
             rec = rec if isinstance(rec, Measured) else Measured(*rec)
-            if rec.gpu not in GPUS or rec.method not in FLOPS_PER_PARAM or rec.runs <= 0:
+            if (rec.gpu not in GPUS or rec.method not in FLOPS_PER_PARAM or rec.runs <= 0
+                    or rec.tokens_per_s <= 0 or rec.params_b <= 0):
                 continue
-            per_param = FLOPS_PER_PARAM[rec.method] + (2.0 if rec.gradient_checkpointing else 0.0)
-            util = rec.tokens_per_s * per_param * rec.params_b * 1e9 / (
-                GPUS[rec.gpu].peak_tflops * 1e12)
-            key = f"{rec.gpu}/{rec.method}"
-            weighted, n = totals.get(key, (0.0, 0))
-            totals[key] = (weighted + util * rec.runs, n + rec.runs)
-        measured = {k: (w / n, n) for k, (w, n) in totals.items() if n > 0}
+            ratio = rec.tokens_per_s / _predicted(rec)
+            key = f"{rec.gpu}/{rec.method}/{size_class(rec.params_b)}"
+            log_sum, n = totals.get(key, (0.0, 0))
+            totals[key] = (log_sum + math.log(ratio) * rec.runs, n + rec.runs)
+        measured = {k: (math.exp(s / n), n) for k, (s, n) in totals.items() if n > 0}
         return Calibration(overrides=self.overrides, measured=measured)
 
-    def utilisation(self, gpu: str, method: str) -> tuple[float, str]:
-        """(fraction of peak, where it came from) for this GPU family and method."""
+    def adjustment(self, gpu: str, method: str, params_b: float) -> Adjustment:
+        """Measured runs of this GPU, method and size class win; then runs of the same GPU and
+        method at other sizes; then the team's override; then the model as fit."""
+        exact = f"{gpu}/{method}/{size_class(params_b)}"
+        if exact in self.measured:
+            ratio, runs = self.measured[exact]
+            return Adjustment(factor=ratio,
+                              source=f"measured ({runs} run{'s' if runs != 1 else ''})")
+        near = [(k, v) for k, v in self.measured.items() if k.startswith(f"{gpu}/{method}/")]
+        if near:
+            runs = sum(n for _, (_, n) in near)
+            ratio = math.exp(sum(math.log(r) * n for _, (r, n) in near) / runs)
+            return Adjustment(factor=ratio, source=f"measured ({runs} run{'s' if runs != 1 else ''}"
+                                                   ", other sizes)")
         key = f"{gpu}/{method}"
-        if key in self.measured:
-            util, runs = self.measured[key]
-            return util, f"measured ({runs} run{'s' if runs != 1 else ''})"
         if key in self.overrides:
-            return self.overrides[key], "team config (trainops.toml)"
-        base, base_source = _BASE[method]
-        factor, family_source = _FAMILY.get(gpu, (0.8, "unknown family"))
-        if factor == 1.0:
-            return base, base_source
-        return base * factor, f"{base_source}; {family_source}"
+            return Adjustment(utilisation=self.overrides[key], source="team config (trainops.toml)")
+        return Adjustment()
+
+    def utilisation(self, gpu: str, method: str) -> tuple[float, str]:
+        """A one-number summary per GPU and method, for display and older callers: the matrix
+        utilisation a 7B model gets, after measured runs or the team's override. Quotes use
+        `adjustment`, which keeps the model's account of size and sequence length."""
+        from workers.quoting.throughput import matmul_utilisation
+
+        shape = shape_for_params(7e9)
+        model = matmul_utilisation(Setup(gpu=gpu, method=method, params=shape.params,
+                                         layers=shape.layers, hidden=shape.hidden, seq_len=2048))
+        near = [(r, n) for k, (r, n) in self.measured.items() if k.startswith(f"{gpu}/{method}/")]
+        if near:
+            runs = sum(n for _, n in near)
+            ratio = math.exp(sum(math.log(r) * n for r, n in near) / runs)
+            return model * ratio, f"measured ({runs} run{'s' if runs != 1 else ''})"
+        if f"{gpu}/{method}" in self.overrides:
+            return self.overrides[f"{gpu}/{method}"], "team config (trainops.toml)"
+        return model, Adjustment().source

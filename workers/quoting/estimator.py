@@ -1,21 +1,29 @@
 """The estimator: a request, prices and a calibration in; a Quote out. Pure: no clock, no IO.
 
 Every dollar in an option is hourly price × billed seconds (AWS: per second, 60 s minimum per
-start) for the phases a run really has, plus the run's disk; spot adds the expected cost of its
-interruptions. The rules of thumb live in `Assumptions`, each with its reason.
+start) for the phases a run really has, plus the run's disk; spot adds its restarts: expected, and
+at the 90th percentile (spot.py). Throughput comes from throughput.py; the rules of thumb for the
+phases live in `Assumptions`, each with its reason.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from schemas.config import TeamConfig
 from schemas.spec import Quote, QuoteOption, TrainRequest, Workload
 from workers.quoting.calibration import Calibration
 from workers.quoting.catalog import CATALOG_REGION, INSTANCES, Instance, Price
+from workers.quoting.jobplan import JobWork, job_work, rl_seconds, stage_rows
+from workers.quoting.spot import exposure, poisson_quantile, pool_risk, restart_cost
+from workers.quoting.strategy import layout, no_fit_reason, plan_runs
+from workers.quoting.throughput import Setup
 from workers.quoting.workload import ADAPTER_FRACTION, Work, memory_need, work_of
+
+__all__ = ["AWS_PER_SECOND", "HOURLY", "Assumptions", "Billing", "candidates", "estimate",
+           "poisson_quantile", "reduced_request"]
 
 
 @dataclass(frozen=True)
@@ -30,14 +38,12 @@ class Billing:
         return math.ceil(s / self.granularity_s) * self.granularity_s
 
 
-AWS_PER_SECOND = Billing(granularity_s=1, minimum_s=60)  # Linux on-demand and spot (FACTS.md)
+AWS_PER_SECOND = Billing(granularity_s=1, minimum_s=60)  # Linux on-demand and spot (EC2 docs)
 HOURLY = Billing(granularity_s=3600, minimum_s=3600)  # RHEL/SLES, and how people often guess
 
 
 @dataclass(frozen=True)
 class Assumptions:
-    # Data-parallel efficiency beyond one GPU: 7B LoRA on 8×A10G scaled at ~92% (h2o-llmstudio).
-    multi_gpu_scaling: float = 0.92
     # Boot, image pull, driver start: what a GPU instance takes before our code runs.
     setup_s: float = 360.0
     download_bytes_per_s: float = 200e6  # model weights from the Hub or S3
@@ -51,42 +57,12 @@ class Assumptions:
     disk_usd_per_gb_month: float = 0.08
     disk_base_gb: float = 100.0  # OS, image, caches
     hours_per_month: float = 730.0
-    # The Spot Instance Advisor's bucket is a monthly average over all instances; GPU pools lose
-    # instances far more often than that, so we read each bucket's upper figure as the chance of
-    # an interruption per 24 hours of running: deliberately pessimistic.
-    interruption_per_day: Mapping[str, float] = field(
-        default_factory=lambda: {"<5%": 0.05, "5-10%": 0.10, "10-15%": 0.15, "15-20%": 0.20,
-                                 ">20%": 0.30}
-    )
     billing: Billing = AWS_PER_SECOND
 
 
-def poisson_quantile(mean: float, q: float = 0.9) -> int:
-    """Smallest k with P(X <= k) >= q for X ~ Poisson(mean)."""
-    if mean > 50:  # exp(-mean) underflows further on; the normal approximation is close here
-        return math.ceil(mean + 1.2816 * math.sqrt(mean))
-    k, term = 0, math.exp(-mean)
-    total = term
-    while total < q and k < 1000:
-        k += 1
-        term *= mean / k
-        total += term
-    return k
-
-
-def _gb(x: float) -> str:
-    return f"{x:.0f}" if x >= 10 else f"{x:.1f}"
-
-
-def _params(n: float) -> str:
-    return f"{n / 1e9:.1f}B" if n >= 1e9 else f"{n / 1e6:.0f}M"
-
-
-_METHOD_WORDS = {"full": "full fine-tuning", "lora": "LoRA", "qlora": "QLoRA"}
-
-
 def _price_option(inst: Instance, market: str, price: Price, on_demand: Price | None, work: Work,
-                  request: TrainRequest, cal: Calibration, a: Assumptions) -> QuoteOption:
+                  request: TrainRequest, cal: Calibration, a: Assumptions,
+                  job: JobWork) -> QuoteOption:
     gpu = inst.gpu_info
     hourly = price.usd_per_h
     if market == "spot" and on_demand is not None:
@@ -95,6 +71,7 @@ def _price_option(inst: Instance, market: str, price: Price, on_demand: Price | 
         instance_type=inst.type, gpu=gpu.name, gpu_count=inst.gpu_count,
         gpu_memory_gb=inst.gpu_memory_gb, market=market, region=request.region, zone=price.zone,
         hourly_usd=hourly, price_source=price.source, price_age_s=price.age_s,
+        price_basis=price.basis,
         interruption_bucket=inst.interruption_bucket if market == "spot" else None,
     )
 
@@ -105,36 +82,45 @@ def _price_option(inst: Instance, market: str, price: Price, on_demand: Price | 
 
     if request.precision == "bf16" and not gpu.bf16:
         return infeasible(f"{gpu.name} has no bf16; ask precision=fp16")
-    checkpointing = False
-    mem = memory_need(work, inst.gpu_count, checkpointing=False)
-    if mem.per_gpu_gb > inst.gpu_memory_gb:
-        checkpointing = True  # recompute activations to fit: one more forward per step
-        mem = memory_need(work, inst.gpu_count, checkpointing=True)
-    if mem.per_gpu_gb > inst.gpu_memory_gb:
-        what = f"{_METHOD_WORDS[work.method]} of {_params(work.shape.params)} params"
-        if mem.sharded:
-            need = f"needs ~{_gb(mem.total_gb)} GB, ~{_gb(mem.per_gpu_gb)} GB per GPU sharded"
-        elif inst.gpu_count > 1:
-            need = f"needs ~{_gb(mem.per_gpu_gb)} GB on each GPU (not sharded)"
-        else:
-            need = f"needs ~{_gb(mem.per_gpu_gb)} GB"
-        each = " each" if inst.gpu_count > 1 else ""
-        return infeasible(f"{what} {need}; {inst.label} has {inst.gpu_memory_gb:.0f} GB{each}",
-                          mem.per_gpu_gb)
-
-    util, cal_source = cal.utilisation(inst.gpu, work.method)
+    adjust = cal.adjustment(inst.gpu, work.method, work.shape.params / 1e9)
     precision_factor = 1.0
     if request.precision == "fp32":
         # TF32 tensor cores run at half the BF16 rate; without them fp32 runs on CUDA cores at
         # about 1/8 of the FP16 tensor rate (V100: 15.7 vs 125 TFLOP/s).
         precision_factor = 0.5 if gpu.tf32 else 0.125
-    scaling = a.multi_gpu_scaling if inst.gpu_count > 1 else 1.0
-    flops_per_token = work.flops_per_token(checkpointing)
-    tokens_per_s = (inst.gpu_count * gpu.peak_tflops * 1e12 * util * scaling * precision_factor
-                    / flops_per_token)
+    factor = adjust.factor * precision_factor
+
+    def setup(**kw) -> Setup:
+        return Setup(gpu=inst.gpu, method=work.method, params=work.shape.params,
+                     layers=work.shape.layers, hidden=work.shape.hidden, seq_len=work.seq_len,
+                     interconnect=inst.interconnect, utilisation=adjust.utilisation, **kw)
+
+    # Strategy and sweep layout (strategy.py): the fastest way that fits, all runs in waves.
+    def layout_on(g: int):  # instances with the same GPUs share layouts (and it is fast)
+        link = inst.interconnect if g > 1 else "none"
+        k = ("layout", inst.gpu, inst.gpu_memory_gb, link, g, adjust.utilisation)
+        if k not in job.plans:
+            job.plans[k] = layout(work, inst, g, setup)
+        return job.plans[k]
+
+    key = ("plan", inst.type, adjust.utilisation, factor)  # spot and on-demand share it
+    if key not in job.plans:
+        job.plans[key] = plan_runs(job.run_tokens, inst, layout_on, factor,
+                                   wave_overhead_s=_final_save_s(work, a))
+    plan = job.plans[key]
+    if plan is None:
+        alone = next((lay for g in range(2, inst.gpu_count + 1) if (lay := layout_on(g))), None)
+        reason, need_gb = no_fit_reason(work, inst, len(job.runs), alone)
+        many = inst.gpu_count > 1
+        return infeasible(reason, need_gb).model_copy(update={
+            "strategy": "fsdp" if many else "single", "gpus_used": inst.gpu_count,
+            "gpus_per_run": inst.gpu_count})
+    lay = plan.layout
+    checkpointing, micro, mem = lay.checkpointing, lay.micro_batch, lay.memory
+    tokens_per_s = lay.tokens_per_s * factor * min(plan.groups, len(job.runs))
 
     weights_bytes = work.shape.params * 2.0
-    train_s = work.tokens / tokens_per_s
+    train_s = plan.wall_s
     if work.method == "full":
         checkpoint_bytes = work.shape.params * 14.0  # bf16 weights + fp32 master and moments
     else:
@@ -142,46 +128,67 @@ def _price_option(inst: Instance, market: str, price: Price, on_demand: Price | 
     save_s = a.save_fixed_s + checkpoint_bytes / a.save_bytes_per_s
     seconds = {
         "setup": a.setup_s + weights_bytes / a.download_bytes_per_s,
-        "data": a.data_prep_s + work.tokens / a.tokenize_tokens_per_s,
+        "data": a.data_prep_s + max(job.run_tokens) / a.tokenize_tokens_per_s,
         "train": train_s,
-        "checkpoints": math.floor(train_s / a.checkpoint_every_s) * save_s,
-        "final_save": a.save_fixed_s + (
-            weights_bytes if work.method == "full" else checkpoint_bytes) / a.save_bytes_per_s,
+        # Runs of a wave save side by side: the saves of a wave take as long as one run's.
+        "checkpoints": sum(math.floor(t / a.checkpoint_every_s) * save_s
+                           for t in plan.train_s) / min(plan.groups, len(plan.train_s)),
+        "final_save": _final_save_s(work, a) * plan.waves,
     }
+    seconds.update(rl_seconds(job, work, inst, plan, factor))
+    train_s = sum(seconds.get(k, 0.0) for k in ("train", "generation", "policy_update", "eval"))
     seconds["buffer"] = a.buffer_fraction * sum(seconds.values())
     run_s = sum(seconds.values())
 
-    expected_n, p90_n, loss_s = 0.0, 0, 0.0
+    risk = None
+    restart = None
+    expected_n, p90_n, chance = 0.0, 0, 0.0
     if market == "spot":
-        p_day = a.interruption_per_day.get(inst.interruption_bucket, 0.30)
-        rate_per_s = -math.log(1.0 - p_day) / 86400.0
-        expected_n = rate_per_s * run_s
-        p90_n = poisson_quantile(expected_n, 0.9)
-        # Each interruption loses half a checkpoint interval of work on average, and pays setup
-        # again plus reloading the last checkpoint.
-        loss_s = (min(a.checkpoint_every_s, train_s) / 2.0 + seconds["setup"]
-                  + checkpoint_bytes / a.download_bytes_per_s)
-        seconds["interruptions"] = expected_n * loss_s
+        risk = pool_risk(inst.type, inst.interruption_bucket)
+        restart = restart_cost(seconds["setup"], a.checkpoint_every_s, train_s,
+                               checkpoint_bytes / a.download_bytes_per_s, risk.capacity_wait_s)
+        ex = exposure(risk.per_hour, run_s, restart.billed_s)
+        expected_n, p90_n, chance = ex.expected, ex.p90, ex.chance_any
+        seconds["interruptions"] = expected_n * restart.billed_s
+        seconds["capacity_wait"] = expected_n * restart.wait_s
 
-    def dollars(total_run_s: float, starts: float) -> float:
+    def dollars(billed_run_s: float, starts: float) -> float:
         # Each start is billed on its own (60 s minimum), so each restart adds its own minimum.
-        billed = a.billing.billed_seconds(total_run_s / starts) * starts
+        # Waiting for capacity is not billed: nothing runs.
+        billed = a.billing.billed_seconds(billed_run_s / starts) * starts
         disk_gb = a.disk_base_gb + weights_bytes / 1e9 * 3 + checkpoint_bytes / 1e9 * 3
-        disk = disk_gb * a.disk_usd_per_gb_month * (total_run_s / 3600.0) / a.hours_per_month
+        disk = disk_gb * a.disk_usd_per_gb_month * (billed_run_s / 3600.0) / a.hours_per_month
         return billed / 3600.0 * hourly + disk
 
-    expected_s = run_s + expected_n * loss_s
-    cost = dollars(expected_s, 1.0 + expected_n)
-    p90 = dollars(run_s + p90_n * loss_s, 1.0 + p90_n)
+    restart_s = restart.billed_s if restart else 0.0
+    cost = dollars(run_s + expected_n * restart_s, 1.0 + expected_n)
+    p90 = dollars(run_s + p90_n * restart_s, 1.0 + p90_n)
+    expected_s = sum(seconds.values())
     hours = expected_s / 3600.0
     fits_deadline = request.deadline_s is None or expected_s <= request.deadline_s
+    p90_usd = max(p90, cost)
     return QuoteOption(
-        **base, hours=hours, cost_usd=cost, cost_p90_usd=max(p90, cost), feasible=True,
+        **base, hours=hours, cost_usd=cost, cost_p90_usd=p90_usd, feasible=True,
         fits_budget=cost <= request.budget_usd, fits_deadline=fits_deadline,
         phases={k: v / 3600.0 for k, v in seconds.items()}, tokens_per_s=tokens_per_s,
-        calibration=cal_source, gradient_checkpointing=checkpointing, memory_gb=mem.per_gpu_gb,
+        strategy=lay.strategy, gpus_used=plan.nproc,
+        gpus_per_run=lay.gpus, scaling=lay.scaling, waves=plan.waves,
+        runs=[{"name": name, "gpus": lay.gpus, "hours": t / 3600.0,
+               "gpu_hours": t * lay.gpus / 3600.0}
+              for (name, _), t in zip(job.runs, plan.train_s, strict=True)] if len(job.runs) > 1
+        else [],
+        stages=stage_rows(seconds, cost, job, work, plan, request),
+        calibration=adjust.source, gradient_checkpointing=checkpointing, memory_gb=mem.per_gpu_gb,
+        micro_batch=micro, interruptions_per_h=risk.per_hour if risk else 0.0,
+        interruption_source=risk.source if risk else "", expected_restarts=expected_n,
+        restarts_p90=p90_n, interruption_chance=chance, fits_cap_p90=p90_usd <= request.cap_usd,
     )
 
+
+def _final_save_s(work: Work, a: Assumptions) -> float:
+    """Uploading the trained weights: the whole model for full fine-tuning, else the adapter."""
+    size = work.shape.params * (2.0 if work.method == "full" else ADAPTER_FRACTION * 16.0)
+    return a.save_fixed_s + size / a.save_bytes_per_s
 
 
 def candidates(request: TrainRequest) -> list[tuple[Instance, str]]:
@@ -203,6 +210,7 @@ def estimate(request: TrainRequest, config: TeamConfig, prices: Mapping[tuple[st
     a = assumptions or Assumptions()
     notes = list(notes or [])
     work = work_of(request, config)
+    job = job_work(request, config, work)
     options: list[QuoteOption] = []
     for inst, market in candidates(request):
         price = prices.get((inst.type, market))
@@ -211,11 +219,26 @@ def estimate(request: TrainRequest, config: TeamConfig, prices: Mapping[tuple[st
                 notes.append(f"no spot price for {inst.type}: on-demand only")
             continue
         options.append(_price_option(inst, market, price, prices.get((inst.type, "on-demand")),
-                                     work, request, calibration, a))
+                                     work, request, calibration, a, job))
     options.sort(key=lambda o: (not o.feasible, o.cost_usd if o.feasible else o.hourly_usd,
                                 o.hours, o.instance_type, o.market))
     feasible = [o for o in options if o.feasible]
-    recommended = next((o for o in feasible if o.fits_budget and o.fits_deadline), None)
+    fitting = [o for o in feasible if o.fits_budget and o.fits_deadline]
+    # The cheapest option on expected cost, unless its P90 would run into the cap while another
+    # that fits has a P90 within it: a quote that hits the cap one run in ten is not a bargain.
+    recommended = next((o for o in fitting if o.fits_cap_p90), None)
+    if recommended is not None and fitting and recommended is not fitting[0]:
+        cheapest = fitting[0]
+        notes.append(
+            f"recommended {recommended.instance_type} {recommended.market} over the cheaper "
+            f"{cheapest.instance_type} {cheapest.market}: its P90 (${cheapest.cost_p90_usd:,.2f},"
+            f" {cheapest.restarts_p90} restart{'s' if cheapest.restarts_p90 != 1 else ''}) "
+            f"would exceed the ${request.cap_usd:,.2f} cap")
+    elif recommended is None and fitting:
+        recommended = fitting[0]
+        notes.append(f"every option that fits the budget has a P90 over the ${request.cap_usd:,.2f}"
+                     f" cap (${recommended.cost_p90_usd:,.2f} for the recommended one): about one "
+                     "run in ten would stop at the cap")
     # Over budget: by how much the cheapest option that can run (within the deadline, when there
     # is one) misses.
     in_time = [o for o in feasible if o.fits_deadline] or feasible
@@ -230,7 +253,7 @@ def estimate(request: TrainRequest, config: TeamConfig, prices: Mapping[tuple[st
         alt_feasible = [o for o in alt.options if o.feasible]
         reduced_cost = alt_feasible[0].cost_usd if alt_feasible else None
 
-    if work.samples_assumed:
+    if work.samples_assumed and "sft" in job.stages:
         notes.append(f"samples unknown: quoted for {work.tokens / work.seq_len / request.epochs:,.0f}"
                      " samples; say samples=N for a tighter quote")
     if not options:
@@ -242,9 +265,10 @@ def estimate(request: TrainRequest, config: TeamConfig, prices: Mapping[tuple[st
 
     chosen = recommended or (in_time[0] if in_time else None)
     ckpt = bool(chosen and chosen.gradient_checkpointing)
+    tokens = sum(job.run_tokens) + job.rl.update_tokens  # every run's SFT and RL training
     workload = Workload(
-        params=work.shape.params, tokens=work.tokens, steps=work.steps, method=work.method,
-        flops=work.flops_per_token(ckpt) * work.tokens, flops_per_token=work.flops_per_token(ckpt),
+        params=work.shape.params, tokens=tokens, steps=work.steps, method=work.method,
+        flops=work.flops_per_token(ckpt) * tokens, flops_per_token=work.flops_per_token(ckpt),
         gradient_checkpointing=ckpt, memory_gb=memory_need(work, 1, ckpt).total_gb,
     )
     return Quote(request=request, workload=workload, options=options, recommended=recommended,
@@ -266,6 +290,8 @@ def reduced_request(request: TrainRequest, config: TeamConfig) -> TrainRequest:
         "epochs": tighter(request.epochs, preset.epochs),
         "max_steps": tighter(request.max_steps, preset.max_steps),
         "seq_len": tighter(request.seq_len, preset.seq_len),
+        **{k: tighter(getattr(request, k), getattr(preset, k)) for k in (
+            "num_tasks", "n_samples", "top_k", "rounds", "eval_samples")},
     })
 
 

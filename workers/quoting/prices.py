@@ -1,8 +1,8 @@
 """Where prices come from: live from AWS when credentials exist, else the bundled catalog.
 
 Spot: EC2 DescribeSpotPriceHistory (Linux/UNIX (Amazon VPC), the last hour, the cheapest zone per
-type). On-demand: the Pricing API's get_products on its us-east-1 endpoint, with the filters in
-FACTS.md. Live reads are cached in-process for a few minutes; an AWS problem of any kind falls back
+type: the price in force where we launch). On-demand: the Pricing API's get_products on its
+us-east-1 endpoint (Linux, shared tenancy, no pre-installed software, capacity status Used). Live reads are cached in-process for a few minutes; an AWS problem of any kind falls back
 to the catalog for what could not be read, with a note the person sees. boto3 is imported only
 here, and only when a live read is wanted, so `trainops quote` stays fast without it.
 """
@@ -10,7 +10,6 @@ here, and only when a live read is wanted, so `trainops quote` stays fast withou
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -18,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from schemas.settings import aws_config_files, aws_credentials_in_environment, get_settings
 from workers.quoting.catalog import SNAPSHOT_DATE, Price, catalog_prices
 
 CACHE_TTL_S = 300.0  # live prices older than this are read again
@@ -37,21 +37,13 @@ LOCATIONS = {
     "sa-east-1": "South America (Sao Paulo)",
 }
 
-_CREDENTIAL_ENV = (
-    "AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE",
-    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-)
-
-
 def credentials_configured(provider: str = "local") -> bool:
     """Whether live prices are worth trying: credentials in the environment, the aws provider
     (an instance role counts), or a credentials file that boto3 can read. boto3 is imported only
     in the last case."""
-    if any(os.environ.get(name) for name in _CREDENTIAL_ENV) or provider == "aws":
+    if aws_credentials_in_environment() or provider == "aws":
         return True
-    files = [os.environ.get("AWS_SHARED_CREDENTIALS_FILE", "~/.aws/credentials"),
-             os.environ.get("AWS_CONFIG_FILE", "~/.aws/config")]
-    if not any(Path(f).expanduser().is_file() for f in files):
+    if not any(Path(f).expanduser().is_file() for f in aws_config_files()):
         return False
     try:
         import boto3
@@ -90,11 +82,12 @@ class PriceBook:
         now = self.clock()
         book = catalog_prices(datetime.fromtimestamp(now, UTC), types)
         days = (datetime.fromtimestamp(now, UTC) - SNAPSHOT_DATE).days
-        snapshot = f"catalog snapshot of {SNAPSHOT_DATE:%Y-%m-%d} ({days} days old)"
+        snapshot = (f"catalog snapshot of {SNAPSHOT_DATE:%Y-%m-%d} ({days} days old; spot at the "
+                    "catalog zone median, the midpoint of the zones' low-high range)")
         if not self.live:
             return book, [f"prices: {snapshot}; configure AWS credentials for live prices"]
         notes = []
-        endpoint = os.environ.get("AWS_ENDPOINT_URL", "")
+        endpoint = get_settings().aws_endpoint_url
         kinds = {"spot": _read_spot, "on-demand": _read_on_demand}
         known = {kind: self._cached(kind, endpoint, types, region, now) for kind in kinds}
         stale = [kind for kind in kinds if len(known[kind]) < len(types)]
@@ -110,7 +103,8 @@ class PriceBook:
         for kind in kinds:
             for name, (read_at, usd, zone) in known[kind].items():
                 if usd is not None:
-                    book[(name, kind)] = Price(usd, "live", max(0.0, now - read_at), zone)
+                    basis = "cheapest zone now" if kind == "spot" else "on-demand list price"
+                    book[(name, kind)] = Price(usd, "live", max(0.0, now - read_at), zone, basis)
             if kind in failures:
                 notes.append(f"live {kind} prices unavailable ({failures[kind]}): using the "
                              f"{snapshot}")

@@ -1,5 +1,5 @@
-"""How much work a request is, and how much GPU memory it needs: pure arithmetic with the rules of
-thumb from FACTS.md, each named where it is used."""
+"""How much work a request is, and how much GPU memory it needs: pure arithmetic with published
+rules of thumb, each named where it is used."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ from dataclasses import dataclass
 
 from schemas.config import TeamConfig
 from schemas.spec import TrainRequest
+from training.recipes.builtin import BUILTIN_TOKENS_PER_ROW, builtin_rows
 
-# When neither `samples` nor `max_steps` bounds the run we cannot read the dataset from here;
-# quote this many samples and say so in the notes.
+# When neither `samples` nor `max_steps` bounds the run and the data is not a bundled set, we
+# cannot read the dataset from here; quote this many samples and say so in the notes.
 DEFAULT_SAMPLES = 10_000
 
-# Bytes per parameter of model state (FACTS.md "Memory, bytes per parameter").
+# Bytes per parameter of model state (mixed-precision AdamW accounting, QLoRA paper for NF4).
 FULL_BYTES_PER_PARAM = 17.0  # AdamW, mixed precision: 16-18 (weights, grads, 2 moments, master)
 FULL_BYTES_PER_PARAM_FP32 = 16.0  # fp32 weights and grads, two fp32 moments, no master copy
 FROZEN_BYTES = {"bf16": 2.0, "fp16": 2.0, "fp32": 4.0}  # LoRA's frozen base weights
@@ -37,6 +38,11 @@ class Shape:
     params: float
     layers: int
     hidden: int
+    kv_width: int = 0  # keys/values per token per layer (grouped-query attention); 0: hidden
+
+    @property
+    def kv(self) -> int:
+        return self.kv_width or self.hidden
 
 
 @dataclass(frozen=True)
@@ -50,10 +56,11 @@ class Work:
     tokens: float
     steps: int
     samples_assumed: bool
+    batch_size: int = 1  # sequences per optimizer step, across all GPUs
 
     def flops_per_token(self, checkpointing: bool) -> float:
         n, s = self.shape, self.seq_len
-        per_param = 6.0 if self.method == "full" else 4.0  # FACTS.md: 6·N full, 4·N LoRA
+        per_param = 6.0 if self.method == "full" else 4.0  # 6·N full, 4·N LoRA (no weight grads)
         attention = 12.0 * n.layers * n.hidden * s  # PaLM accounting, forward and backward
         if checkpointing:
             # Recomputation replays one forward: +2·N, and a third of the attention term.
@@ -65,17 +72,48 @@ class Work:
 def shape_of(request: TrainRequest, config: TeamConfig) -> Shape:
     info = config.models.get(request.model)
     if info is not None:
-        return Shape(info.params_b * 1e9, info.layers, info.hidden)
-    params = (request.params_b or 7.0) * 1e9
-    # A bare size: a decoder has ~12·L·d² parameters with d/L ≈ 128 in today's models
-    # (Llama-2-7B: 4096/32), so d = (128·N/12)^(1/3).
+        return Shape(info.params_b * 1e9, info.layers, info.hidden, info.kv_width)
+    return shape_for_params((request.params_b or 7.0) * 1e9)
+
+
+def shape_for_params(params: float) -> Shape:
+    """A bare size: a decoder has ~12·L·d² parameters with d/L ≈ 128 in today's models
+    (Llama-2-7B: 4096/32), so d = (128·N/12)^(1/3)."""
     hidden = max(64, int((128.0 * params / 12.0) ** (1.0 / 3.0)))
     layers = max(1, round(hidden / 128))
     return Shape(params, layers, hidden)
 
 
+def trainable_rows(request: TrainRequest) -> int | None:
+    """The rows the recipe can train on when the data is a bundled set (its rows less the
+    `eval_samples` held out for evaluation, as the recipe splits them); None when unknown.
+    A `samples=` or `num_tasks=` above this is cut to it by the recipe, so the quote cuts it too."""
+    rows = builtin_rows(request.data)
+    if rows is None:
+        return None
+    return max(0, rows - (request.eval_samples or 0))
+
+
+def packed_steps(request: TrainRequest, rows: int, tokens_per_row: float) -> int:
+    """The optimizer steps the recipe runs on a bundled set: the rows it keeps (samples=, at
+    most the trainable rows) packed end to end into seq_len sequences, batch_size sequences a
+    step, over the epochs, then max_steps (training/recipes/data.py prepare)."""
+    kept = min(request.samples or rows, rows)
+    sequences = max(1, math.ceil(kept * tokens_per_row / request.seq_len))
+    steps = max(1, math.ceil(sequences * request.epochs / request.batch_size))
+    return steps if request.max_steps is None else min(steps, request.max_steps)
+
+
 def work_of(request: TrainRequest, config: TeamConfig) -> Work:
     shape = shape_of(request, config)
+    rows = trainable_rows(request)
+    per_row = BUILTIN_TOKENS_PER_ROW.get(request.data)
+    if rows is not None and per_row is not None:
+        # Every step is batch_size full seq_len sequences (packing pads only the last one).
+        steps = packed_steps(request, rows, per_row)
+        tokens = float(steps * request.batch_size * request.seq_len)
+        return Work(shape, request.method, request.precision, request.seq_len, tokens, steps,
+                    False, request.batch_size)
     samples = request.samples
     assumed = samples is None and request.max_steps is None
     if samples is None:
@@ -88,7 +126,8 @@ def work_of(request: TrainRequest, config: TeamConfig) -> Work:
         tokens = float(steps * request.batch_size * request.seq_len)
     else:
         tokens = float(samples * request.seq_len * request.epochs)
-    return Work(shape, request.method, request.precision, request.seq_len, tokens, steps, assumed)
+    return Work(shape, request.method, request.precision, request.seq_len, tokens, steps, assumed,
+                request.batch_size)
 
 
 @dataclass(frozen=True)
@@ -98,9 +137,10 @@ class Memory:
     sharded: bool
 
 
-def memory_need(work: Work, gpu_count: int, checkpointing: bool) -> Memory:
+def memory_need(work: Work, gpu_count: int, checkpointing: bool, sequences: int = 1) -> Memory:
     """GPU memory per GPU: model state (sharded over the GPUs only for full fine-tuning, which
-    runs FSDP; LoRA and QLoRA replicate the frozen model on each GPU) plus activations."""
+    runs FSDP; LoRA and QLoRA replicate the frozen model on each GPU) plus activations for a
+    micro-batch of `sequences` sequences."""
     n = work.shape.params
     if work.method == "full":
         state = n * (FULL_BYTES_PER_PARAM_FP32 if work.precision == "fp32" else FULL_BYTES_PER_PARAM)
@@ -114,6 +154,7 @@ def memory_need(work: Work, gpu_count: int, checkpointing: bool) -> Memory:
         acts += per_layer
     else:
         acts = per_layer * work.shape.layers
+    acts *= sequences
     sharded = work.method == "full" and gpu_count > 1
     per_gpu_state = state / gpu_count if sharded else state
     return Memory(
@@ -121,3 +162,21 @@ def memory_need(work: Work, gpu_count: int, checkpointing: bool) -> Memory:
         total_gb=(state + acts) / 1e9 + OVERHEAD_GB,
         sharded=sharded,
     )
+
+
+# The agent packs a micro-batch up to this many tokens (training/recipes/model.py micro_batch).
+MICRO_BATCH_TOKENS = 16384
+
+
+def micro_batch(work: Work, gpu_count: int, checkpointing: bool, gpu_memory_gb: float) -> int:
+    """Sequences per micro-batch on each GPU: the agent's rule (the largest divisor of the batch
+    with at most 16k tokens), and no more than fits the GPU's memory. Throughput depends on it:
+    one 256-token sequence per micro-batch leaves the GPU waiting on kernel launches."""
+    per_gpu = max(1, math.ceil(work.batch_size / gpu_count))
+    best = 1
+    for d in range(1, per_gpu + 1):
+        if per_gpu % d or d * work.seq_len > MICRO_BATCH_TOKENS:
+            continue
+        if memory_need(work, gpu_count, checkpointing, d).per_gpu_gb <= gpu_memory_gb:
+            best = d
+    return best

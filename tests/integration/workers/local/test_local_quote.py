@@ -1,0 +1,97 @@
+"""A job quoted for this machine, run to the end on the local provider: its metered cost is
+within ±15% of the option it was approved on, and the run teaches the next quote (issue 13)."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+from decimal import Decimal
+
+import pytest
+
+from bot.cli.main import main
+from bot.grammar.commands import parse_request
+from schemas.config import load_config
+from schemas.settings import get_settings
+from schemas.status import JobStatus
+from schemas.store import open_store
+from tests.support.runner import wait_for
+from workers.monitor.tick import tick
+from workers.notify import RecordingNotifier
+from workers.providers.local_calibration import calibrate
+from workers.quoting.local_option import read_profile
+from workers.state import jobs
+from workers.state.accuracy import accuracy
+from workers.state.measured import quote_measured
+
+S = JobStatus
+PRICE = 36.0  # $0.01 a second
+TRAIN_S = 90.0  # past the 60 s minimum, so the time model, not the minimum, sets the cost
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(1200),  # a calibration run and a 90 s job, on a machine that may be busy
+    pytest.mark.parametrize("db_url", ["sqlite"], indirect=True),
+    pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="needs the train extra"),
+]
+
+
+def test_a_local_job_costs_what_its_quote_said(runner_env, worker, db, monkeypatch, capsys):
+    monkeypatch.setenv("TRAINOPS_LOCAL_PRICE_PER_HOUR", str(PRICE))
+    monkeypatch.setenv("TRAINOPS_MONITOR_INTERVAL", "1")
+    get_settings.cache_clear()
+    settings, config = get_settings(), load_config(None)
+    profile = calibrate(settings, config, stages=False)  # first use: the real agent, a few steps
+    step_s = profile.measurements[-1].step_s
+    steps = max(20, math.ceil(TRAIN_S / step_s))
+    text = (f"sft model=tiny data=demo max_steps={steps} epochs=1000 seq_len=256 "
+            "precision=fp32 budget=20")
+    quote = quote_measured(parse_request(text, config), config, db, settings=settings)
+    mine = quote.recommended
+    assert mine is not None and mine.market == "local" and mine.hourly_usd == PRICE
+    assert mine.calibration.startswith("measured on this machine")
+
+    job_id = jobs.open_job(db, quote, "UREQ", provider="local")
+    assert jobs.decide(db, job_id, "UAPP", "approve", frozenset({"UAPP"})).ok
+
+    notifier = RecordingNotifier()
+    loads = [os.getloadavg()[0]]
+
+    def reported():
+        loads.append(os.getloadavg()[0])
+        tick(db, settings, notifier)
+        job = jobs.get_job(db, job_id)
+        return job if job.status.is_terminal() and any(
+            e["kind"] == "report" for e in job.events) else None
+
+    job = wait_for(reported, timeout=900, interval=0.5)
+    assert job.status == S.succeeded, job.events
+    assert [a["market"] for a in job.attempts] == ["local"]
+    error = (Decimal(str(job.spend_usd)) - Decimal(str(mine.cost_usd))) / Decimal(
+        str(mine.cost_usd)) * 100
+    with capsys.disabled():
+        print(f"\nlocal quote ${mine.cost_usd:.4f} (P90 ${mine.cost_p90_usd:.4f}, {steps} steps "
+              f"at {step_s:.3f} s) against metered ${job.spend_usd:.4f}: {error:+.1f}%")
+    report = next(e["message"] for e in job.events if e["kind"] == "report")
+    assert "succeeded" in report
+    full = next(text for j, text, _ in notifier.reports if j == job_id)
+    with capsys.disabled():
+        print(full)
+    # Compared with the approved option, its P90, and the split of the difference.
+    assert "against the approved quote (local (this machine))" in full
+    assert "Where it differed from the quote: price +$0.00 · setup" in full
+    # The run is fed back: the next quote for this machine knows it.
+    learnt = read_profile(open_store(settings.store))
+    assert learnt.measurements[-1].source == f"job {job_id}"
+    assert learnt.measurements[-1].through_monitor
+    found = accuracy(db)
+    assert found is not None and found.runs == 1 and found.worst_job == job_id
+    assert main(["accuracy"]) == 0  # `trainops accuracy`, as a person runs it
+    out = capsys.readouterr().out
+    assert job_id in out and "median |error|" in out
+    if abs(error) > 15 and max(loads) > os.cpu_count():
+        # A machine shared beyond its cores runs a step in 0.05 s one minute and 5 s the next;
+        # no measured speed holds there. Said, not hidden: this is an expected failure.
+        pytest.xfail(f"{error:+.0f}% with a load average up to {max(loads):.1f} on "
+                     f"{os.cpu_count()} cores")
+    assert abs(error) <= 15, f"metered {job.spend_usd} against quoted {mine.cost_usd}"

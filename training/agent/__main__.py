@@ -1,0 +1,5 @@
+import sys
+
+from training.agent.main import main
+
+sys.exit(main())
