@@ -64,8 +64,17 @@ def warm(store: Store) -> bool:
 
 def keep(store: Store, live_jobs: list[str]) -> bool:
     """After a tick: save both caches for the live jobs when they changed since the last save.
-    True when written."""
-    live = set(live_jobs)
+    True when written. Never raises: the memo is a cache, and the tick still has progress to
+    sample and interruptions to recover after it."""
+    try:
+        return _keep(store, set(live_jobs))
+    except Exception:  # noqa: BLE001 - the next tick saves it again; a restart reads everything
+        log.warning("could not save the monitor's memo to %s/%s", store.uri, MEMO_KEY,
+                    exc_info=True)
+        return False
+
+
+def _keep(store: Store, live: set[str]) -> bool:
     docs = [[key, version, None if model is None else model.model_dump_json()]
             for (uri, key), (version, model) in sorted(reads.snapshot().items())
             if uri == store.uri and key.split("/")[1] in live]
@@ -79,11 +88,7 @@ def keep(store: Store, live_jobs: list[str]) -> bool:
     digest = hashlib.sha256(blob).hexdigest()
     if _saved.get(store.uri) == digest:
         return False
-    try:
-        store.write_bytes(MEMO_KEY, blob)
-    except Exception:  # noqa: BLE001 - the next tick saves it again
-        log.warning("could not save the monitor's memo to %s/%s", store.uri, MEMO_KEY)
-        return False
+    store.write_bytes(MEMO_KEY, blob)
     _saved[store.uri] = digest
     return True
 

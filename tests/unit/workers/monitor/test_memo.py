@@ -113,3 +113,29 @@ def test_an_unreadable_memo_is_ignored_and_everything_is_read(store, blob):
 def test_a_monitor_with_nothing_live_saves_nothing(store):
     assert not memo.keep(store, [])
     assert store.calls == {}
+
+
+class FailingWrites(CountingStore):
+    def write_bytes(self, key, data):
+        super().write_bytes(key, data)
+        raise OSError("injected store fault: read-only bucket")
+
+
+def test_a_memo_that_cannot_be_saved_is_said_and_saved_on_a_later_tick(store, caplog):
+    write_agent_doc(store, job_prefix("j-00"), "progress.json", Progress(phase="train", step=1))
+    reads.read_docs(store, ["j-00"])
+    failing = FailingWrites(store.inner)
+    assert not memo.keep(failing, ["j-00"]), "a failed save returned as written"
+    assert failing.calls["put memo.json"] == 1
+    assert "could not save the monitor's memo" in caplog.text
+    assert memo.keep(store, ["j-00"]), "the next tick did not try the save again"
+    assert store.calls["put memo.json"] == 1
+
+
+def test_a_memo_that_cannot_be_built_does_not_stop_the_tick(store, monkeypatch, caplog):
+    def broken():
+        raise TypeError("a cached document the memo cannot write")
+
+    monkeypatch.setattr(reads, "snapshot", broken)
+    assert memo.keep(store, IDS) is False
+    assert "could not save the monitor's memo" in caplog.text and store.calls == {}
