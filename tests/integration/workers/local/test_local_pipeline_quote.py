@@ -1,12 +1,11 @@
 """A pipeline quoted for this machine stage by stage, run to the end on the local provider through
 the real worker: prep, sft, the eval before rl, GRPO, the eval after it, each a child process of
-the real agent. Its metered cost is within ±15% of the option it was approved on, it ran on that
+the real agent. Its metered cost is within ±20% of the option it was approved on, it ran on that
 option (no substitute), and it teaches the next quote its stages' starts (issue 13)."""
 
 from __future__ import annotations
 
 import importlib.util
-import os
 from decimal import Decimal
 
 import pytest
@@ -16,12 +15,9 @@ from schemas.config import load_config
 from schemas.settings import get_settings
 from schemas.status import JobStatus
 from schemas.store import open_store
-from tests.support.runner import wait_for
-from workers.monitor.tick import tick
-from workers.notify import RecordingNotifier
+from tests.integration.workers.local.metered import Metered
 from workers.providers.local_calibration import calibrate
 from workers.quoting.local_option import read_profile
-from workers.state import jobs
 from workers.state.measured import quote_measured
 
 PRICE = 36.0  # $0.01 a second
@@ -53,7 +49,6 @@ def test_a_local_pipeline_costs_what_its_quote_said(runner_env, worker, db, monk
     monkeypatch.setenv("TRAINOPS_MONITOR_INTERVAL", "1")
     get_settings.cache_clear()
     settings, config = get_settings(), load_config(None)
-    loads = [os.getloadavg()[0]]
     profile = calibrate(settings, config)  # first use: sft steps, decoding, stage starts
     assert profile.measures_stages
     assert {(m.stage, m.first) for m in profile.stages} == {
@@ -71,25 +66,14 @@ def test_a_local_pipeline_costs_what_its_quote_said(runner_env, worker, db, monk
     assert "decoding measured on this machine" in mine.calibration
     assert mine.hours * 3600 > 60, "a quote within the 60 s minimum cannot be wrong"
 
-    job_id = jobs.open_job(db, quote, "UREQ", provider="local")
-    assert jobs.decide(db, job_id, "UAPP", "approve", frozenset({"UAPP"})).ok
-    notifier = RecordingNotifier()
-
-    def reported():
-        loads.append(os.getloadavg()[0])
-        tick(db, settings, notifier)
-        job = jobs.get_job(db, job_id)
-        return job if job.status.is_terminal() and any(
-            e["kind"] == "report" for e in job.events) else None
-
     # Every 2 s: the test's own monitor loop shares the 2 cores with the agent it measures.
-    job = wait_for(reported, timeout=1200, interval=2.0)
+    run = Metered(db, settings, quote, timeout=1200, interval=2.0)
+    job, job_id = run.job, run.job_id
     assert job.status == JobStatus.succeeded, job.events
     assert [a["market"] for a in job.attempts] == ["local"]
     assert not [e for e in job.events if e["kind"] == "substitute"]  # the approved option ran
-    error = (Decimal(str(job.spend_usd)) - Decimal(str(mine.cost_usd))) / Decimal(
-        str(mine.cost_usd)) * 100
-    full = next(text for j, text, _ in notifier.reports if j == job_id)
+    error = run.error_percent(mine.cost_usd)
+    full = run.report
     measured = "; ".join(f"{m.source} {m.stage} start {m.fixed_s:.1f} s"
                          + (f" ×{m.factor:.1f}" if m.factor else "") for m in profile.stages)
     with capsys.disabled():
@@ -97,16 +81,11 @@ def test_a_local_pipeline_costs_what_its_quote_said(runner_env, worker, db, monk
             f"{d.step_s * 1000:.0f} ms/token at batch {d.batch}" for d in profile.decode))
         print(f"local pipeline quote ${mine.cost_usd:.4f} (P90 ${mine.cost_p90_usd:.4f}, "
               f"{mine.hours * 3600:.0f} s) against metered ${job.spend_usd:.4f}: {error:+.1f}%; "
-              f"load average up to {max(loads):.1f}\n{full}")
+              f"load average up to {max(run.loads):.1f}\n{full}")
     assert "against the approved quote (local (this machine))" in full
     assert "Stages:" in full and "(quoted $" in full
     # The run is fed back: its stages' starts join the profile for the next quote.
     learnt = read_profile(open_store(settings.store))
     assert [m.stage for m in learnt.stages if m.source == f"job {job_id}"] == [
         "prep", "sft", "eval", "rl", "eval"]
-    if abs(error) > BOUND and max(loads) > os.cpu_count():
-        # A machine shared beyond its cores runs a stage in 5 s one minute and 20 s the next;
-        # no measured speed holds there. Said, not hidden: this is an expected failure.
-        pytest.xfail(f"{error:+.0f}% with a load average up to {max(loads):.1f} on "
-                     f"{os.cpu_count()} cores")
-    assert abs(error) <= BOUND, f"metered {job.spend_usd} against quoted {mine.cost_usd}"
+    run.hold_to(mine.cost_usd, BOUND)

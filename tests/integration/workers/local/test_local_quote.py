@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import importlib.util
 import math
-import os
-from decimal import Decimal
 
 import pytest
 
@@ -16,12 +14,9 @@ from schemas.config import load_config
 from schemas.settings import get_settings
 from schemas.status import JobStatus
 from schemas.store import open_store
-from tests.support.runner import wait_for
-from workers.monitor.tick import tick
-from workers.notify import RecordingNotifier
+from tests.integration.workers.local.metered import Metered
 from workers.providers.local_calibration import calibrate
 from workers.quoting.local_option import read_profile
-from workers.state import jobs
 from workers.state.accuracy import accuracy
 from workers.state.measured import quote_measured
 
@@ -51,30 +46,17 @@ def test_a_local_job_costs_what_its_quote_said(runner_env, worker, db, monkeypat
     assert mine is not None and mine.market == "local" and mine.hourly_usd == PRICE
     assert mine.calibration.startswith("measured on this machine")
 
-    job_id = jobs.open_job(db, quote, "UREQ", provider="local")
-    assert jobs.decide(db, job_id, "UAPP", "approve", frozenset({"UAPP"})).ok
-
-    notifier = RecordingNotifier()
-    loads = [os.getloadavg()[0]]
-
-    def reported():
-        loads.append(os.getloadavg()[0])
-        tick(db, settings, notifier)
-        job = jobs.get_job(db, job_id)
-        return job if job.status.is_terminal() and any(
-            e["kind"] == "report" for e in job.events) else None
-
-    job = wait_for(reported, timeout=900, interval=0.5)
+    run = Metered(db, settings, quote, timeout=900, interval=0.5)
+    job, job_id = run.job, run.job_id
     assert job.status == S.succeeded, job.events
     assert [a["market"] for a in job.attempts] == ["local"]
-    error = (Decimal(str(job.spend_usd)) - Decimal(str(mine.cost_usd))) / Decimal(
-        str(mine.cost_usd)) * 100
+    error = run.error_percent(mine.cost_usd)
     with capsys.disabled():
         print(f"\nlocal quote ${mine.cost_usd:.4f} (P90 ${mine.cost_p90_usd:.4f}, {steps} steps "
               f"at {step_s:.3f} s) against metered ${job.spend_usd:.4f}: {error:+.1f}%")
     report = next(e["message"] for e in job.events if e["kind"] == "report")
     assert "succeeded" in report
-    full = next(text for j, text, _ in notifier.reports if j == job_id)
+    full = run.report
     with capsys.disabled():
         print(full)
     # Compared with the approved option, its P90, and the split of the difference.
@@ -89,9 +71,4 @@ def test_a_local_job_costs_what_its_quote_said(runner_env, worker, db, monkeypat
     assert main(["accuracy"]) == 0  # `trainops accuracy`, as a person runs it
     out = capsys.readouterr().out
     assert job_id in out and "median |error|" in out
-    if abs(error) > 15 and max(loads) > os.cpu_count():
-        # A machine shared beyond its cores runs a step in 0.05 s one minute and 5 s the next;
-        # no measured speed holds there. Said, not hidden: this is an expected failure.
-        pytest.xfail(f"{error:+.0f}% with a load average up to {max(loads):.1f} on "
-                     f"{os.cpu_count()} cores")
-    assert abs(error) <= 15, f"metered {job.spend_usd} against quoted {mine.cost_usd}"
+    run.hold_to(mine.cost_usd, 15)
