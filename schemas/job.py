@@ -95,6 +95,9 @@ class JobSpec(_Model):
     data_s3_prefixes: list[str] | None = None
     on_ec2: bool = False
     require_deadline: bool = False
+    # Per-job store credentials (schemas/credentials.py): the agent writes its job's files with
+    # the credentials the control plane hands this machine, never with the machine's own role.
+    job_credentials: bool = False
 
     # -- Multi-GPU, sweeps and stages (issue #11: use every GPU the quote pays for) ------------
     # How the recipe spreads over the machine's GPUs; None: single when one process, ddp for

@@ -51,6 +51,13 @@ class Settings(BaseSettings):
     aws_subnets_raw: str = Field(default="", alias="TRAINOPS_AWS_SUBNETS")
     aws_security_groups_raw: str = Field(default="", alias="TRAINOPS_AWS_SECURITY_GROUPS")
     aws_key_name: str | None = Field(default=None, alias="TRAINOPS_AWS_KEY_NAME")
+    # Per-job store credentials (schemas/credentials.py, docs/security.md): the ARN of the role
+    # each attempt's credentials are assumed from, tagged with its job; unset, every machine
+    # writes with the instance role, which can then write any job's files. Their lifetime:
+    # assumed from the worker's own role (role chaining) AWS allows at most an hour.
+    aws_job_role: str | None = Field(default=None, alias="TRAINOPS_AWS_JOB_ROLE")
+    aws_job_credentials_s: int = Field(default=3600, ge=900, le=43200,
+                                       alias="TRAINOPS_AWS_JOB_CREDENTIALS_S")
 
     # security (issue #14): read only so their values can be redacted from anything posted or
     # stored (schemas/redact.py); boto3 still reads its own credentials itself.

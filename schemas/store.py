@@ -143,7 +143,10 @@ class FileStore:
 
 
 class S3Store:
-    def __init__(self, bucket: str, prefix: str = "", client=None):
+    """`client` reads and lists; `writer` (`client` unless given) writes and deletes: an agent
+    with per-job credentials (schemas/credentials.py) writes with them alone."""
+
+    def __init__(self, bucket: str, prefix: str = "", client=None, writer=None):
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.uri = f"s3://{bucket}/{self.prefix}".rstrip("/")
@@ -155,6 +158,11 @@ class S3Store:
             # writes in flight (workers/monitor/reads.py, control.py)
             client = boto3.client("s3", config=Config(max_pool_connections=S3_MAX_CONNECTIONS))
         self.client = client
+        self.writer = writer or client
+
+    def writing_with(self, writer) -> S3Store:
+        """This store, its writes and deletes signed by `writer`'s credentials."""
+        return S3Store(self.bucket, self.prefix, client=self.client, writer=writer)
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}".lstrip("/") if self.prefix else key
@@ -171,13 +179,13 @@ class S3Store:
 
     def write_bytes(self, key: str, data: bytes) -> None:
         try:
-            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+            self.writer.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
         except Exception as exc:
             raise StoreError(f"cannot write s3://{self.bucket}/{self._key(key)}: {exc}") from exc
 
     def upload_file(self, key: str, path: Path) -> None:
         try:
-            self.client.upload_file(str(path), self.bucket, self._key(key))
+            self.writer.upload_file(str(path), self.bucket, self._key(key))
         except Exception as exc:
             raise StoreError(f"cannot upload to s3://{self.bucket}/{self._key(key)}: {exc}") from exc
 
@@ -223,7 +231,7 @@ class S3Store:
         the same characters (deleting `step-2` must leave `step-20` alone)."""
         folder = key.rstrip("/")
         for k in [*self.list(folder + "/"), folder]:
-            self.client.delete_object(Bucket=self.bucket, Key=self._key(k))
+            self.writer.delete_object(Bucket=self.bucket, Key=self._key(k))
 
 
 def _status(exc: Exception) -> int | None:

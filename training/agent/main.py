@@ -194,6 +194,16 @@ class Attempt:
         self.uploader.close()
 
 
+def _with_job_credentials(store, spec: JobSpec):
+    """The store, writing with this job's own credentials (training/agent/credentials.py)."""
+    from schemas.store import S3Store
+    from training.agent.credentials import writing_with_job_credentials
+
+    if not isinstance(store, S3Store):
+        raise UserError(f"per-job credentials need an s3:// store, not {store.uri}")
+    return writing_with_job_credentials(store, spec.job_id)
+
+
 def run(spec_uri: str, workdir: str | Path | None = None, wrap_store=None) -> int:
     """One attempt; returns the exit code. `wrap_store` lets tests put a faulty store in place."""
     try:
@@ -212,6 +222,13 @@ def run(spec_uri: str, workdir: str | Path | None = None, wrap_store=None) -> in
         return BAD_INPUT
     if spec.model == "tiny" or spec.data == "demo":
         os.environ["HF_HUB_OFFLINE"] = "1"  # built-ins never reach for a hub
+    if spec.job_credentials:
+        try:
+            store = _with_job_credentials(store, spec)
+        except Exception as exc:  # noqa: BLE001 - without them nothing can be written
+            print(f"trainops agent: cannot write job {spec.job_id}'s files: {redact(str(exc))}",
+                  file=sys.stderr)
+            return EXIT_CODES["failed"]
     store = wrap_store(store) if wrap_store else store
     workdir = Path(workdir or os.environ.get("TRAINOPS_WORKDIR")
                    or Path(tempfile.gettempdir()) / "trainops" / spec.job_id / f"attempt-{spec.attempt}")
@@ -222,6 +239,8 @@ def run(spec_uri: str, workdir: str | Path | None = None, wrap_store=None) -> in
     previous = _on_sigterm(attempt.signals)
     try:
         log.info("agent starts: job %s attempt %d (spec %s)", spec.job_id, spec.attempt, spec.spec_hash())
+        if spec.job_credentials:
+            log.info("writing the job's files with per-job credentials from the control plane")
         attempt.watchers.start()
         outcome = attempt.run()
         attempt.finish(outcome)

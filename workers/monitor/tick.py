@@ -68,6 +68,25 @@ def read_docs(store, job_ids: list[str]) -> dict[str, tuple[AgentStatus | None, 
     return reads.read_docs(store, job_ids)
 
 
+def renew_credentials(providers: dict[str, Provider], rows, machines, now) -> None:
+    """The per-job store credentials of the machines that are up, renewed when due; those of
+    machines gone, withdrawn (workers/providers/aws_credentials.py). Providers without them
+    have no `renew_credentials`."""
+    live: dict[str, list] = defaultdict(list)
+    for attempt, job in rows:
+        machine = machines.get(attempt.instance_id)
+        if machine is not None and machine.live:
+            live[attempt.provider].append((job.id, attempt.attempt, attempt.instance_id))
+    for name, provider in providers.items():
+        renew = getattr(provider, "renew_credentials", None)
+        if renew is None:
+            continue
+        try:
+            renew(live.get(name, []), now)
+        except Exception:  # noqa: BLE001 - retried next tick; the agent's last ones still hold
+            log.exception("renewing per-job credentials on %s failed", name)
+
+
 def tick(db: Database, settings: Settings, notifier: Notifier,
          providers: dict[str, Provider] | None = None, enqueue=None) -> dict[str, int]:
     providers = dict(providers or {})
@@ -90,6 +109,7 @@ def tick(db: Database, settings: Settings, notifier: Notifier,
             describe = getattr(provider, "describe_states", None) or provider.describe
             machines.update(describe(ids))
         docs = reading.result()
+    renew_credentials(providers, rows, machines, now)
     moved, interrupted = set(), []
     for attempt, job in rows:
         agent = docs[job.id][0]

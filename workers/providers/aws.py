@@ -21,6 +21,8 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from schemas.settings import Settings
+from schemas.store import StoreError
+from workers.providers.aws_credentials import JobCredentialsIssuer
 from workers.providers.aws_launch import run_args
 from workers.providers.aws_machines import STATES, machine_of
 from workers.providers.base import (
@@ -77,6 +79,8 @@ class AwsProvider:
         self.ec2 = session.client("ec2", config=config)
         self._session = session
         self.quotas = SpotQuotaCheck(session, self.ec2)
+        # Per-job store credentials (schemas/credentials.py) when the deployment names a role.
+        self.job_credentials = JobCredentialsIssuer(settings, session)
 
     # --- settings-derived, looked up once per process ------------------------------------
     @cached_property
@@ -228,11 +232,12 @@ class AwsProvider:
 
     # --- writes --------------------------------------------------------------------------
     def launch(self, request: LaunchRequest) -> Machine:
+        self.job_credentials.check()
         existing = [] if request.reconciled else self.find(request.job_id, request.attempt)
         if existing:  # a retried or redelivered launch: adopt, never create a second one
             log.info("adopting %s for %s #%d", existing[0].instance_id, request.job_id,
                      request.attempt)
-            return existing[0]
+            return self._hand_over(request, existing[0])
         try:
             reply = self._run_instances(self._run_args(request))
         except ClientError as exc:
@@ -244,7 +249,20 @@ class AwsProvider:
             if code in TRANSIENT_CODES:
                 raise TransientError(f"{code}: {message}") from None
             raise LaunchError(code, message) from None
-        return machine_of(reply["Instances"][0])
+        return self._hand_over(request, machine_of(reply["Instances"][0]))
+
+    def _hand_over(self, request: LaunchRequest, machine: Machine) -> Machine:
+        """Per-job credentials, before the agent looks. A failure is transient: the retried
+        launch adopts this machine and hands them over."""
+        try:
+            self.job_credentials.hand_over(request.job_id, request.attempt, machine.instance_id)
+        except (ClientError, BotoCoreError, StoreError) as exc:
+            raise TransientError(f"credentials for {machine.instance_id}: {exc}") from None
+        return machine
+
+    def renew_credentials(self, live: list[tuple[str, int, str]], now) -> int:
+        """Each tick: the per-job credentials of the machines that are up, renewed when due."""
+        return self.job_credentials.renew(live, now)
 
     def _run_instances(self, args: dict) -> dict:
         """The one call that creates machines (tests inject capacity errors here)."""
@@ -267,6 +285,7 @@ class AwsProvider:
             except ClientError as exc:
                 if _code(exc) != "InvalidInstanceID.NotFound":
                     raise
+        self.job_credentials.withdraw_all(ids)  # a machine on its way out needs none
         deadline, pause = time.monotonic() + wait_s, 0.5
         while live:  # verified: a terminate call that silently did nothing must not pass
             now = self.describe(live)

@@ -22,7 +22,7 @@ from schemas.store import Store
 ROOT = Path(__file__).resolve().parents[2]
 # The agent's side of the wire: a test imports the agent from a bundle alone to keep this honest.
 AGENT_SCHEMAS = ("__init__.py", "errors.py", "spec.py", "job.py", "store.py", "checkpoints.py",
-                 "redact.py", "data_access.py")
+                 "redact.py", "data_access.py", "credentials.py")
 _SKIP_DIRS = {"__pycache__"}
 _SKIP_SUFFIXES = {".pyc", ".pyo"}
 

@@ -48,7 +48,9 @@ def _security_fields(job: Job) -> dict:
     from schemas.config import cached_config
     from schemas.settings import get_settings
 
-    config = cached_config(get_settings().config_path)
+    settings = get_settings()
+    config = cached_config(settings.config_path)
+    on_ec2 = (job.provider or settings.provider) == "aws"
     return {"data_local_roots": list(config.data.local_roots),
             "data_s3_prefixes": list(config.data.s3_prefixes),
-            "on_ec2": (job.provider or get_settings().provider) == "aws"}
+            "on_ec2": on_ec2, "job_credentials": on_ec2 and bool(settings.aws_job_role)}

@@ -8,6 +8,7 @@ import os
 import signal
 import stat
 import time
+from datetime import timedelta
 
 import boto3
 import pytest
@@ -119,3 +120,37 @@ def test_s3_store_and_s3_data(s3_bucket, tmp_path):
     assert {"team/jobs/j-s3/status.json", "team/jobs/j-s3/checkpoints/step-2/MANIFEST.json",
             "team/jobs/j-s3/final/MANIFEST.json", "team/jobs/j-s3/logs/attempt-1.log"} <= keys
     assert job.read("status.json")["output_uri"] == f"s3://{s3_bucket}/team/jobs/j-s3/final/"
+
+
+def test_s3_store_with_per_job_credentials(s3_bucket, tmp_path):
+    """The agent writes with the credentials the control plane left for this machine (moto's
+    GetCallerIdentity stands in for the instance role's <role id>:<instance id>)."""
+    from schemas.credentials import JobCredentials, channel_key
+    from schemas.spec import utcnow
+    from schemas.store import open_store
+    from training.agent.credentials import whoami
+
+    store = open_store(f"s3://{s3_bucket}/team")
+    c = boto3.client("sts").assume_role(RoleArn="arn:aws:iam::123456789012:role/trainops-job",
+                                       RoleSessionName="trainops-j-creds-1")["Credentials"]
+    store.write_bytes(channel_key(whoami(boto3.Session())), JobCredentials(
+        job_id="j-creds", attempt=1, access_key_id=c["AccessKeyId"],
+        secret_access_key=c["SecretAccessKey"], session_token=c["SessionToken"],
+        expires_at=utcnow() + timedelta(hours=1)).to_store())
+    job = Job(f"s3://{s3_bucket}/team", "j-creds", max_steps=2, job_credentials=True)
+    agent = start_agent(job, tmp_path / "work")
+    out = agent.communicate(timeout=120)[0].decode()
+    assert agent.returncode == 0, out
+    assert job.read("status.json")["state"] == "succeeded"
+    assert "writing the job's files with per-job credentials" in job.log()
+    assert c["SecretAccessKey"] not in job.log() + out, "a secret reached the log"
+
+
+def test_per_job_credentials_on_a_file_store_fail_in_one_line(file_store, tmp_path):
+    job = Job(file_store, "j-creds-file", job_credentials=True)
+    agent = start_agent(job, tmp_path / "work")
+    out = agent.communicate(timeout=120)[0].decode()
+    assert agent.returncode == 1
+    assert out.strip().splitlines() == [
+        f"trainops agent: cannot write job j-creds-file's files: per-job credentials need an "
+        f"s3:// store, not {file_store}"], out

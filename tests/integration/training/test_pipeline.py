@@ -10,7 +10,7 @@ import time
 import pytest
 
 from tests.support.agent import Job, interrupt_frozen, start_agent
-from tests.support.iam import allowed, policy
+from tests.support.iam import allowed, job_session, policy, shared_instance_role
 
 pytestmark = pytest.mark.slow
 # 16 tasks, 4 a step: rl has 4 steps; sft 4 steps; 8 held-out rows scored in 2 eval steps.
@@ -53,9 +53,12 @@ def test_a_pipeline_runs_every_stage_to_the_end(file_store, tmp_path):
     evals = [r["eval"] for r in rows if r["stage"] == "eval"]
     assert [e["label"] for e in evals] == ["before_rl"] * 2 + ["after_rl"] * 2
     assert all(0.0 <= e["mean_reward"] <= 1.0 and e["loss"] > 0 for e in evals)
-    # Every file the agent and its stages wrote is one a GPU machine's role may write on AWS.
+    # Every file the agent and its stages wrote is one it may write on AWS: with this job's
+    # per-job credentials, and with a machine's role where a deployment has no job role.
     written = [k for k in job.store.list("") if k != f"{job.prefix}/spec.json"]
-    refused = [k for k in written if not allowed(policy("instance_role"), "s3:PutObject", k)]
+    refused = [k for k in written
+               if not allowed(policy("job_role"), "s3:PutObject", k, job_session("j-pipe"))
+               or not allowed(shared_instance_role(), "s3:PutObject", k)]
     assert any(k.startswith("heartbeats/") for k in written) and not refused, refused
 
 

@@ -1,0 +1,134 @@
+"""Per-job store credentials, the control plane's side (schemas/credentials.py has the design).
+
+For each attempt on a machine: assume the job role with the session tag `trainops:job=<job>`,
+write the credentials where only that machine may read them, renew them before they lapse
+(workers/rules/credentials.py), and withdraw them when the machine goes.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from functools import cached_property
+
+from botocore.exceptions import ClientError
+
+from schemas.credentials import SESSION_TAG, JobCredentials, channel_key, principal
+from schemas.settings import Settings
+from schemas.store import Store, open_store
+from workers.providers.base import LaunchError
+from workers.rules.credentials import renewal_due, session_name
+
+log = logging.getLogger(__name__)
+CHAINED_MAX_S = 3600  # AWS's limit for a role assumed with another role's credentials
+
+
+class JobCredentialsIssuer:
+    """Does nothing where the deployment names no job role (`enabled` is False): there every
+    machine writes with its instance role."""
+
+    def __init__(self, settings: Settings, session, store: Store | None = None):
+        self.settings, self._session, self._store = settings, session, store
+        self.enabled = bool(settings.aws_job_role)
+        self._duration_s = settings.aws_job_credentials_s
+        self._role_id: str | None = None
+        self._issued: dict[str, tuple[str, int, datetime]] = {}  # instance -> job, attempt, end
+
+    @cached_property
+    def store(self) -> Store:
+        return self._store or open_store(self.settings.store)
+
+    @cached_property
+    def sts(self):
+        return self._session.client("sts")
+
+    @cached_property
+    def iam(self):
+        return self._session.client("iam")
+
+    def check(self) -> None:
+        """Before a launch: a misconfiguration fails before a machine exists."""
+        if self.enabled:
+            self.role_id()
+
+    def role_id(self) -> str:
+        """The unique id of the role the machines run as: half of their `aws:userid`."""
+        if self._role_id is None:
+            profile = self.settings.aws_instance_profile
+            if not profile:
+                raise LaunchError("JobCredentials", "TRAINOPS_AWS_JOB_ROLE needs "
+                                  "TRAINOPS_AWS_INSTANCE_PROFILE: the machine reads its "
+                                  "credentials as that profile's role")
+            name = profile.rsplit("/", 1)[-1]
+            try:
+                roles = self.iam.get_instance_profile(
+                    InstanceProfileName=name)["InstanceProfile"]["Roles"]
+            except ClientError as exc:
+                raise LaunchError("JobCredentials", f"cannot read instance profile {name}: "
+                                  f"{exc}") from None
+            if not roles:
+                raise LaunchError("JobCredentials", f"instance profile {name} holds no role")
+            self._role_id = roles[0]["RoleId"]
+        return self._role_id
+
+    def hand_over(self, job_id: str, attempt: int, instance_id: str) -> JobCredentials | None:
+        """Issue this attempt's credentials and write them for `instance_id` alone."""
+        if not self.enabled:
+            return None
+        issued = self._assume(job_id, attempt)
+        self.store.write_bytes(channel_key(principal(self.role_id(), instance_id)),
+                               issued.to_store())
+        self._issued[instance_id] = (job_id, attempt, issued.expires_at)
+        log.info("per-job credentials for %s #%d on %s, valid until %s", job_id, attempt,
+                 instance_id, issued.expires_at.isoformat())
+        return issued
+
+    def renew(self, live: list[tuple[str, int, str]], now: datetime) -> int:
+        """For each (job, attempt, instance) whose machine is up: renew what is due. Withdraw
+        the credentials of machines this process issued that are no longer up. The count
+        renewed."""
+        if not self.enabled:
+            return 0
+        renewed = 0
+        for job_id, attempt, instance_id in live:
+            held = self._issued.get(instance_id)
+            if renewal_due(held[2] if held else None, now):
+                self.hand_over(job_id, attempt, instance_id)
+                renewed += 1
+        gone = set(self._issued) - {instance for _, _, instance in live}
+        for instance_id in sorted(gone):
+            self.withdraw(instance_id)
+        return renewed
+
+    def withdraw(self, instance_id: str) -> None:
+        self._issued.pop(instance_id, None)
+        self.store.delete(channel_key(principal(self.role_id(), instance_id)))
+
+    def withdraw_all(self, instance_ids: list[str]) -> None:
+        """As machines are terminated; a failure is only logged: they lapse on their own."""
+        for instance_id in instance_ids if self.enabled else []:
+            try:
+                self.withdraw(instance_id)
+            except Exception as exc:  # noqa: BLE001 - the terminate matters, not this
+                log.warning("could not withdraw %s's credentials: %s", instance_id, exc)
+
+    def _assume(self, job_id: str, attempt: int) -> JobCredentials:
+        args = {"RoleArn": self.settings.aws_job_role,
+                "RoleSessionName": session_name(job_id, attempt),
+                "Tags": [{"Key": SESSION_TAG, "Value": job_id}],
+                "DurationSeconds": self._duration_s}
+        try:
+            reply = self.sts.assume_role(**args)
+        except ClientError as exc:
+            # A worker on a role may assume another for an hour at most (role chaining); say
+            # so once and keep to it.
+            if "DurationSeconds" not in str(exc) or self._duration_s <= CHAINED_MAX_S:
+                raise
+            log.warning("the job role allows no %d s session from these credentials; "
+                        "using %d s (role chaining)", self._duration_s, CHAINED_MAX_S)
+            self._duration_s = args["DurationSeconds"] = CHAINED_MAX_S
+            reply = self.sts.assume_role(**args)
+        c = reply["Credentials"]
+        return JobCredentials(job_id=job_id, attempt=attempt, access_key_id=c["AccessKeyId"],
+                              secret_access_key=c["SecretAccessKey"],
+                              session_token=c["SessionToken"], expires_at=c["Expiration"])
