@@ -22,11 +22,15 @@ With --interval S, a tick starts every S seconds, as Celery beat starts them (de
 another). At the real 30 s the deadline refresh shows: each job's control.json is rewritten once
 per refresh window (workers/monitor/control.py), spread over the ticks.
 
+With --job-role, per-job store credentials are on (schemas/credentials.py): the first tick
+issues every machine's (STS AssumeRole and a PUT each, 16 at a time); with --restart, the new
+process reads their expiry back from the store instead (a GET each) and issues none.
+
 Besides the AWS calls, each tick prints the control.json deadlines it wrote and the spend_entries
 rows it inserted, updated and deleted (metering writes only the lines that changed).
 
     python benchmarks/monitor_bench.py [--jobs 1000] [--ticks 5] [--rewrite] [--restart [--no-memo]]
-                                       [--interval S]
+                                       [--interval S] [--job-role]
                                        [--database URL]
 
 The capped local end-to-end run's overshoot is printed by
@@ -63,6 +67,10 @@ def main() -> int:
                         "a restarted worker starts from nothing, as before the memo")
     parser.add_argument("--interval", type=float, default=0.0,
                         help="seconds from one tick's start to the next (default: back to back)")
+    parser.add_argument("--job-role", action="store_true",
+                        help="per-job store credentials (TRAINOPS_AWS_JOB_ROLE): the first tick "
+                        "issues every machine's; with --restart the new process reads their "
+                        "expiry back from the store")
     parser.add_argument("--profile", type=int, nargs="?", const=-1, default=None,
                         metavar="TICK", help="print where a tick's time went (cProfile, top 25; "
                         "default: the last tick)")
@@ -108,6 +116,8 @@ def main() -> int:
     from workers.notify import RecordingNotifier
     from workers.providers.aws import AwsProvider
 
+    if args.job_role:
+        os.environ.update(job_roles())
     settings = get_settings()
     upgrade(settings.database_url)
     db = Database(settings.database_url)
@@ -165,6 +175,8 @@ def main() -> int:
         print(f"the previous process's tick: {time.perf_counter() - t0:.2f} s; "
               "now a new process (its caches empty)")
         restart()
+        if args.job_role:  # the per-job credentials' expiries live in the provider
+            provider = AwsProvider(settings)
     times = []
     for i in range(args.ticks):
         if args.interval and i:
@@ -202,6 +214,24 @@ def main() -> int:
     server.terminate()
     server.wait(10)
     return 0
+
+
+def job_roles() -> dict[str, str]:
+    """The instance role in its profile and the job role, in moto: the settings that turn
+    per-job credentials on (schemas/credentials.py)."""
+    import json
+
+    import boto3
+
+    iam = boto3.client("iam")
+    trust = json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"},
+        "Action": "sts:AssumeRole"}]})
+    iam.create_role(RoleName="bench-agent", AssumeRolePolicyDocument=trust)
+    iam.create_instance_profile(InstanceProfileName="bench-agent")
+    iam.add_role_to_instance_profile(InstanceProfileName="bench-agent", RoleName="bench-agent")
+    job = iam.create_role(RoleName="bench-job", AssumeRolePolicyDocument=trust)["Role"]
+    return {"TRAINOPS_AWS_INSTANCE_PROFILE": "bench-agent", "TRAINOPS_AWS_JOB_ROLE": job["Arn"]}
 
 
 def restart() -> None:

@@ -93,8 +93,14 @@ def test_the_monitor_renews_credentials_before_they_lapse_and_withdraws_a_gone_m
     renewed = _channel(store, role_id, machine.instance_id)
     assert renewed.access_key_id != first.access_key_id and renewed.job_id == "j-bbbbbb"
 
-    # A restarted worker knows no expiry: it renews at once rather than trust the store.
+    # A restarted worker reads the expiry back from the store instead of issuing them again,
+    # and issues at once where the store holds none.
+    restarted = AwsProvider(settings)
+    assert restarted.renew_credentials(live, utcnow()) == 0
+    assert restarted.renew_credentials(live, renewed.expires_at - timedelta(minutes=19)) == 1
+    store.delete(channel_key(principal(role_id, machine.instance_id)))
     assert AwsProvider(settings).renew_credentials(live, utcnow()) == 1
+    assert _channel(store, role_id, machine.instance_id) is not None
     # The machine is gone (a spot reclaim): its credentials are withdrawn.
     assert provider.renew_credentials([], utcnow()) == 0
     assert _channel(store, role_id, machine.instance_id) is None
