@@ -7,6 +7,8 @@ write the credentials where only that machine may read them, renew them before t
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -23,6 +25,9 @@ from workers.rules.credentials import renewal_due, session_name
 log = logging.getLogger(__name__)
 CHAINED_MAX_S = 3600  # AWS's limit for a role assumed with another role's credentials
 RENEW_THREADS = 16  # STS and S3 calls in flight at once while renewing
+# The monitor's record of when each machine's credentials end: the control plane's own file
+# (no machine may read monitor/), beside the monitor's memo.
+ISSUED_KEY = "monitor/credentials.json"
 
 
 class JobCredentialsIssuer:
@@ -35,6 +40,7 @@ class JobCredentialsIssuer:
         self._duration_s = settings.aws_job_credentials_s
         self._role_id: str | None = None
         self._issued: dict[str, tuple[str, int, datetime]] = {}  # instance -> job, attempt, end
+        self._loaded, self._saved = False, ""  # ISSUED_KEY read once; the digest last written
 
     @cached_property
     def store(self) -> Store:
@@ -95,13 +101,40 @@ class JobCredentialsIssuer:
         if not self.enabled:
             return 0
         self.role_id()  # once, before the threads
+        self._load_issued()
         self._parallel(self._learn, [x for x in live if x[2] not in self._issued])
         due = [x for x in live if renewal_due(self._end(*x), now)]
         renewed = sum(self._parallel(lambda x: self.hand_over(*x) is not None, due))
         gone = set(self._issued) - {instance for _, _, instance in live}
         for instance_id in sorted(gone):
             self.withdraw(instance_id)
+        self._save_issued()
         return renewed
+
+    def _load_issued(self) -> None:
+        """Once a process: the ends the monitor last saved (ISSUED_KEY), so a restarted worker
+        neither issues nor reads every machine's credentials again."""
+        if self._loaded:
+            return
+        self._loaded = True
+        try:
+            blob = self.store.read_bytes(ISSUED_KEY)
+            for instance, (job_id, attempt, end) in (json.loads(blob) if blob else {}).items():
+                self._issued.setdefault(instance, (job_id, attempt, datetime.fromisoformat(end)))
+        except Exception:  # noqa: BLE001 - a cache: without it each machine's is read once
+            log.warning("%s is unreadable; each machine's credentials are looked up", ISSUED_KEY)
+
+    def _save_issued(self) -> None:
+        blob = json.dumps({i: [j, a, end.isoformat()] for i, (j, a, end)
+                           in sorted(self._issued.items())}, separators=(",", ":")).encode()
+        digest = hashlib.sha256(blob).hexdigest()
+        if digest == self._saved:
+            return
+        try:
+            self.store.write_bytes(ISSUED_KEY, blob)
+            self._saved = digest
+        except Exception:  # noqa: BLE001 - the next tick saves it again
+            log.warning("could not save %s", ISSUED_KEY)
 
     def _end(self, job_id: str, attempt: int, instance_id: str) -> datetime | None:
         held = self._issued.get(instance_id)

@@ -17,6 +17,7 @@ from schemas.store import heartbeat_key, job_prefix
 from tests.support.iam import allowed, job_session, machine, policy, shared_instance_role
 from workers.monitor.control import control_key
 from workers.monitor.memo import MEMO_KEY
+from workers.providers.aws_credentials import ISSUED_KEY
 
 JOB = "j-4f2a9c"
 PREFIX = job_prefix(JOB)
@@ -39,6 +40,7 @@ CONTROL_PLANE_ONLY = [
     control_key(JOB),
     "bundles/3b1f0c.tar.gz",
     MEMO_KEY,
+    ISSUED_KEY,
     channel_key(principal("AROAINSTANCE", "i-0abc")),
 ]
 OTHER = "j-77e01b"
@@ -100,3 +102,4 @@ def test_a_machine_reads_its_spec_and_control_but_not_the_memo():
     assert allowed(role, "s3:GetObject", control_key(JOB))
     assert allowed(role, "s3:GetObject", "bundles/3b1f0c.tar.gz")
     assert not allowed(role, "s3:GetObject", MEMO_KEY)
+    assert not allowed(role, "s3:GetObject", ISSUED_KEY)

@@ -18,6 +18,7 @@ from schemas.spec import utcnow
 from schemas.store import S3Store, StoreError, open_store
 from training.agent.credentials import whoami, writing_with_job_credentials
 from workers.providers.aws import AwsProvider
+from workers.providers.aws_credentials import ISSUED_KEY, JobCredentialsIssuer
 from workers.providers.base import LaunchError, LaunchRequest
 
 TRUST = json.dumps({"Version": "2012-10-17", "Statement": [{
@@ -93,11 +94,14 @@ def test_the_monitor_renews_credentials_before_they_lapse_and_withdraws_a_gone_m
     renewed = _channel(store, role_id, machine.instance_id)
     assert renewed.access_key_id != first.access_key_id and renewed.job_id == "j-bbbbbb"
 
-    # A restarted worker reads the expiry back from the store instead of issuing them again,
-    # and issues at once where the store holds none.
+    # A restarted worker takes the ends the last tick saved instead of issuing them again.
     restarted = AwsProvider(settings)
     assert restarted.renew_credentials(live, utcnow()) == 0
     assert restarted.renew_credentials(live, renewed.expires_at - timedelta(minutes=19)) == 1
+    # With no record at all, it reads each machine's back; with none there, it issues at once.
+    store.delete(ISSUED_KEY)
+    assert AwsProvider(settings).renew_credentials(live, utcnow()) == 0
+    store.delete(ISSUED_KEY)
     store.delete(channel_key(principal(role_id, machine.instance_id)))
     assert AwsProvider(settings).renew_credentials(live, utcnow()) == 1
     assert _channel(store, role_id, machine.instance_id) is not None
@@ -167,3 +171,30 @@ def test_a_monitor_tick_renews_the_machines_that_are_up_and_withdraws_the_rest(a
     assert _channel(store, role_id, machine.instance_id).access_key_id != first.access_key_id
     renew_credentials({"aws": provider}, rows, {}, utcnow())  # the machine is no longer seen
     assert _channel(store, role_id, machine.instance_id) is None
+
+
+class CountingStore:
+    """The real store, counting reads by key."""
+
+    def __init__(self, inner):
+        self.inner, self.reads = inner, []
+
+    def read_bytes(self, key):
+        self.reads.append(key)
+        return self.inner.read_bytes(key)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def test_a_restarted_worker_reads_one_record_not_every_machines_credentials(aws):
+    settings, store, _, _ = aws
+    provider = AwsProvider(settings)
+    machines = [provider.launch(_req(f"j-{k:06d}")) for k in range(3)]
+    live = [(f"j-{k:06d}", 1, m.instance_id) for k, m in enumerate(machines)]
+    first = JobCredentialsIssuer(settings, boto3.Session(), CountingStore(store))
+    assert first.renew(live, utcnow()) == 0  # the launch's, read back one by one, then saved
+    assert len(first.store.reads) == 1 + 3
+    restarted = JobCredentialsIssuer(settings, boto3.Session(), CountingStore(store))
+    assert restarted.renew(live, utcnow()) == 0
+    assert restarted.store.reads == [ISSUED_KEY]
