@@ -183,17 +183,26 @@ def test_imds_unreachable_is_no_notice(caplog):
     assert caplog.text.count("spot notices off") == 1
 
 
-@pytest.mark.parametrize("control, reason", [
-    (Control(), None),
-    (Control(stop=True), "stopped"),
-    (Control(interrupt=True), "interrupted"),
-    (Control(deadline=datetime.now(UTC) + timedelta(hours=1)), None),
-    (Control(deadline=datetime.now(UTC) + timedelta(seconds=5)), "deadline"),  # inside the margin
-    (Control(deadline=datetime.now(UTC).replace(tzinfo=None) - timedelta(seconds=1)), "deadline"),
+# Deadlines are offsets from the moment the test runs, not from collection: a full
+# suite can run for over an hour between the two, which once turned "an hour from now"
+# into a deadline already past.
+@pytest.mark.parametrize("fields, reason", [
+    ({}, None),
+    ({"stop": True}, "stopped"),
+    ({"interrupt": True}, "interrupted"),
+    ({"deadline_in": timedelta(hours=1)}, None),
+    ({"deadline_in": timedelta(seconds=5)}, "deadline"),  # inside the margin
+    ({"deadline_in": -timedelta(seconds=1), "naive": True}, "deadline"),
 ])
-def test_control_json_sets_the_reason(control, reason):
+def test_control_json_sets_the_reason(fields, reason):
+    fields = dict(fields)
+    if "deadline_in" in fields:
+        deadline = datetime.now(UTC) + fields.pop("deadline_in")
+        if fields.pop("naive", False):
+            deadline = deadline.replace(tzinfo=None)
+        fields["deadline"] = deadline
     signals = Signals()
-    signals.apply_control(control)
+    signals.apply_control(Control(**fields))
     assert signals.check() == reason
 
 
