@@ -38,7 +38,11 @@ from workers.quoting.local_option import LocalProfile, Measurement, read_profile
 from workers.quoting.workload import work_of
 
 log = logging.getLogger(__name__)
-CALIBRATION_STEPS = 40  # the rate is read over the second half, past the warm-up
+# The rate is read over the second half, past the warm-up. 300 steps, not fewer: on a shared
+# machine a 20-step stretch of the tiny model (about a second on 2 CPU cores) read anywhere from
+# 0.8x to 1.3x the rate of a long run, and a job's quote inherits that error whole; 150 steps
+# held it to about 10% (docs/local-quotes.md).
+CALIBRATION_STEPS = 300
 CALIBRATION_ROOT = "local/calibration"  # its own store root: the jobs/ folder stays ours
 _DETECT = ("import json, torch; n = torch.cuda.device_count() if torch.cuda.is_available() else 0;"
            " print(json.dumps({'gpus': n, 'name': torch.cuda.get_device_name(0) if n else ''}))")
@@ -81,7 +85,10 @@ def steady(rows: list[dict]) -> tuple[float, float, int] | None:
     rows = [r for r in rows if isinstance(r.get("t"), (int, float)) and "step" in r]
     if len(rows) < 3:
         return None
-    half = rows[len(rows) // 2:]
+    # From the row before the second half: N steps read over N intervals, so a window of whole
+    # checkpoint periods (300 steps saving every 50) holds every save inside it (the one after
+    # the last step never comes: a run's last step saves its final weights instead).
+    half = rows[max(0, len(rows) // 2 - 1):]
     if len(half) < 2 or half[-1]["step"] <= half[0]["step"]:
         half = rows
     step_s = (half[-1]["t"] - half[0]["t"]) / (half[-1]["step"] - half[0]["step"])
@@ -138,8 +145,11 @@ def calibrate(settings: Settings, config: TeamConfig, *, steps: int = CALIBRATIO
     spec = JobSpec(job_id=job_id, store_uri=f"{root.uri}/{job_prefix(job_id)}",
                    model=request.model, data=request.data, method=request.method,
                    precision=request.precision, seq_len=request.seq_len,
-                   batch_size=request.batch_size, epochs=request.epochs, max_steps=steps,
-                   checkpoint_every_steps=10**6, checkpoint_every_s=1e6)
+                   batch_size=request.batch_size, epochs=request.epochs, max_steps=steps)
+    # Checkpoints at a job's own cadence (JobSpec's default, which every job runs with): a job
+    # pauses for a save every 50 steps, so the rate measured here carries those saves as a job's
+    # does. Without them the tiny model's steps read 10% faster than a job's (0.0387 against
+    # 0.0428 s over 300 steps), and every local quote came out short by that much.
     try:
         billed_s, rows = run_agent(root, spec)
     except StageCalibrationError as exc:

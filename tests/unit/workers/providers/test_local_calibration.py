@@ -26,6 +26,18 @@ def test_the_rate_is_read_past_the_warm_up_and_the_warm_up_is_setup():
     assert fixed + steps * step_s == pytest.approx(rows[-1]["t"], abs=1e-6)
 
 
+def test_the_rate_carries_the_saves_of_whole_checkpoint_periods():
+    """300 steps saving every 50 (a pause before the next step, none after the last): the
+    second half's rate is a step plus a fiftieth of a save, as a job's steps run."""
+    rows, t = [], 5.0
+    for step in range(1, 301):
+        t += 0.04 + (0.5 if step > 1 and (step - 1) % 50 == 0 else 0.0)
+        rows.append({"step": step, "loss": 1.0, "tokens": 2048, "t": round(t, 3)})
+    step_s, _fixed, steps = steady(rows)
+    assert step_s == pytest.approx(0.04 + 0.5 / 50, abs=1e-6)
+    assert steps == 300
+
+
 def test_finish_is_what_was_billed_after_the_last_step():
     rows = _log(fixed_s=10.0, step_s=1.0, steps=10, warmup=[])
     step_s, setup_s, finish_s = measure(rows, billed_s=rows[-1]["t"] + 4.0)
