@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 
+from workers.rules.billing import MIN_BILLED_S
+
 # The demo's job: the built-in tiny model on the bundled data, sized from this machine's own
 # measured speed (workers/providers/local_calibration.py) to about TRAIN_S of training, so that
 # each of its two attempts runs past the 60 s a start is billed at least (EC2's rule, which the
@@ -35,11 +37,15 @@ def demo_budget(expected_p90: float, hourly: float) -> float:
     return math.ceil((expected_p90 + hourly * 120 / 3600) * 2) / 2
 
 
-def demo_warn(expected: float, cap: float) -> float:
-    """The warning at about half the quoted cost: a run that goes as quoted crosses it mid-way.
-    (At the default 80% of a cap that holds the P90 and the deadline reserve, a run that goes as
-    quoted never warns, which is the point of the default.)"""
-    return max(0.05, math.floor(expected / 2 / cap * 20) / 20)
+def demo_warn(expected: float, cap: float, hourly: float) -> float:
+    """The warning at about half the quoted cost (on the 0.05 grid `warn=` reads well on), so a
+    run that goes as quoted crosses it mid-way; and above the first start's minimum charge (60 s
+    at the price, billed from launch), else it fires on the first tick, during setup, before a
+    step was taken. (At the default 80% of a cap that holds the P90 and the deadline reserve, a
+    run that goes as quoted never warns, which is the point of the default.)"""
+    minimum = hourly * MIN_BILLED_S / 3600
+    above_minimum = (math.floor(minimum / cap * 20) + 1) / 20
+    return max(0.05, round(expected / 2 / cap * 20) / 20, above_minimum)
 
 
 def size_the_job(settings, config, narrate):
@@ -63,14 +69,15 @@ def size_the_job(settings, config, narrate):
         narrate(f"this machine cannot take the demo's job: {mine.reason}")
         return None, 0.0
     budget = demo_budget(mine.cost_p90_usd, mine.hourly_usd)
-    warn = demo_warn(mine.cost_usd, budget)
+    warn = demo_warn(mine.cost_usd, budget, mine.hourly_usd)
     narrate(
         f"the demo's job: about {TRAIN_S:.0f} s of training at the measured {step_s:.2f} s "
         f"a step. budget={budget:g}: the quote's P90 (${mine.cost_p90_usd:.2f}) plus 2 "
         "minutes at the local price, rounded up, because the agent stops itself when about "
         f"75 s of money is left under the cap. warn={warn:g}: the warning when "
-        f"${budget * warn:.2f} is spent, about half the ${mine.cost_usd:.2f} quoted, so you "
-        "see it mid-run; at the default 80% a run that goes as quoted never warns")
+        f"${budget * warn:.2f} is spent, past the first minute's minimum charge "
+        f"(${mine.hourly_usd * MIN_BILLED_S / 3600:.2f}) and about half the ${mine.cost_usd:.2f} "
+        "quoted, so you see it mid-run; at the default 80% a run that goes as quoted never warns")
     quote = make_quote(parse_request(demo_text(step_s, budget, warn), config), config,
                        settings=settings, live=False)
     # A step that has not come in three times the quoted time (a loaded machine) failed.
